@@ -1,0 +1,225 @@
+//! runtime.yaml and providers.yaml, resolved, with the command line's overrides applied.
+//!
+//! Precedence for each setting: `Overrides` (flags and `ASTROMESH_*`, filled by the CLI) >
+//! runtime.yaml > the documented default. Not here: agent files (`agent`).
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use indexmap::IndexMap;
+use serde_json::Value;
+
+use super::agent::{resolve_orchestration, OrchestrationDefaults};
+use super::file::{ProviderEntryFile, ProvidersFile, RuntimeFile};
+use super::model::{RoutingStrategy, STRATEGIES};
+use super::{parse_yaml, Problems, Warning};
+
+/// Settings given on the command line or in `ASTROMESH_*` variables; they win over the files.
+#[derive(Debug, Clone, Default)]
+pub struct Overrides {
+    pub host: Option<String>,
+    pub port: Option<u16>,
+    pub data_dir: Option<PathBuf>,
+    pub cors_origins: Option<Vec<String>>,
+}
+
+#[derive(Debug, Clone)]
+pub struct RuntimeConfig {
+    pub host: String,
+    pub port: u16,
+    pub data_dir: PathBuf,
+    /// Empty: CORS off.
+    pub cors_origins: Vec<String>,
+    pub max_body_bytes: usize,
+    pub request_timeout: Duration,
+    pub shutdown_timeout: Duration,
+    /// Capacity of the store writer's queue.
+    pub write_queue: usize,
+    pub orchestration_defaults: OrchestrationDefaults,
+    /// `spec.services.agents` (default true): false loads no agents.
+    pub services_agents: bool,
+    pub mesh: Option<Value>,
+    pub observability: Option<Value>,
+}
+
+impl Default for RuntimeConfig {
+    fn default() -> Self {
+        RuntimeConfig {
+            host: "127.0.0.1".to_string(),
+            port: 8000,
+            data_dir: PathBuf::from("./data"),
+            cors_origins: Vec::new(),
+            max_body_bytes: 10 * 1024 * 1024,
+            request_timeout: Duration::from_secs(600),
+            shutdown_timeout: Duration::from_secs(10),
+            write_queue: 1024,
+            orchestration_defaults: OrchestrationDefaults::default(),
+            services_agents: true,
+            mesh: None,
+            observability: None,
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct ProvidersConfig {
+    /// Named providers for `providerRef` (later files override earlier ones).
+    pub(crate) entries: IndexMap<String, ProviderEntryFile>,
+    pub default_strategy: Option<RoutingStrategy>,
+    pub fallback_enabled: bool,
+    pub failure_threshold: u32,
+    pub recovery_timeout: Duration,
+}
+
+impl Default for ProvidersConfig {
+    fn default() -> Self {
+        ProvidersConfig {
+            entries: IndexMap::new(),
+            default_strategy: None,
+            fallback_enabled: true,
+            failure_threshold: 3,
+            recovery_timeout: Duration::from_secs(60),
+        }
+    }
+}
+
+impl ProvidersConfig {
+    /// Names of the providers declared in providers.yaml.
+    pub fn names(&self) -> impl Iterator<Item = &str> {
+        self.entries.keys().map(String::as_str)
+    }
+}
+
+fn positive_secs(value: Option<f64>, key: &str, default: Duration, problems: &mut Problems) -> Duration {
+    match value {
+        None => default,
+        Some(secs) if secs > 0.0 && secs.is_finite() && secs < 1e9 => Duration::from_secs_f64(secs),
+        Some(secs) => {
+            problems.push(key, format!("must be a positive number of seconds, found {secs}"));
+            default
+        }
+    }
+}
+
+pub(super) fn resolve_runtime_file(
+    path: &str,
+    text: &str,
+    overrides: &Overrides,
+    warnings: &mut Vec<Warning>,
+    fatal: &mut Vec<String>,
+) -> Option<RuntimeConfig> {
+    let file: RuntimeFile = match parse_yaml(path, text, warnings) {
+        Ok(file) => file,
+        Err(message) => {
+            fatal.push(message);
+            return None;
+        }
+    };
+    let mut problems = Problems::default();
+    if let Some(kind) = &file.kind {
+        if kind != "RuntimeConfig" {
+            problems.push("kind", format!("expected \"RuntimeConfig\", found \"{kind}\""));
+        }
+    }
+    let defaults = RuntimeConfig::default();
+    let spec = &file.spec;
+    let orchestration = resolve_orchestration(&spec.defaults.orchestration, &OrchestrationDefaults::default(), &mut problems);
+    let max_body_bytes = match spec.api.max_body_bytes {
+        Some(0) => {
+            problems.push("spec.api.max_body_bytes", "must be at least 1");
+            defaults.max_body_bytes
+        }
+        Some(bytes) => usize::try_from(bytes).unwrap_or(usize::MAX),
+        None => defaults.max_body_bytes,
+    };
+    let write_queue = match spec.store.write_queue {
+        Some(0) => {
+            problems.push("spec.store.write_queue", "must be at least 1");
+            defaults.write_queue
+        }
+        Some(size) => size,
+        None => defaults.write_queue,
+    };
+    let services_agents = spec.services.as_ref().and_then(|services| services.get("agents").copied()).unwrap_or(true);
+    let config = RuntimeConfig {
+        host: overrides.host.clone().or_else(|| spec.api.host.clone()).unwrap_or(defaults.host),
+        port: overrides.port.or(spec.api.port).unwrap_or(defaults.port),
+        data_dir: overrides.data_dir.clone().unwrap_or(defaults.data_dir),
+        cors_origins: overrides.cors_origins.clone().or_else(|| spec.api.cors_origins.clone()).unwrap_or_default(),
+        max_body_bytes,
+        request_timeout: positive_secs(spec.api.request_timeout, "spec.api.request_timeout", defaults.request_timeout, &mut problems),
+        shutdown_timeout: positive_secs(spec.api.shutdown_timeout, "spec.api.shutdown_timeout", defaults.shutdown_timeout, &mut problems),
+        write_queue,
+        orchestration_defaults: OrchestrationDefaults {
+            pattern: orchestration.pattern,
+            max_iterations: orchestration.max_iterations,
+            timeout: orchestration.timeout,
+        },
+        services_agents,
+        mesh: spec.mesh.clone(),
+        observability: spec.observability.clone(),
+    };
+    if problems.has_errors() {
+        // Keys under spec.defaults are reported with the orchestration resolver's prefix.
+        fatal.extend(problems.render(path).into_iter().map(|line| line.replace(": spec.orchestration.", ": spec.defaults.orchestration.")));
+        return None;
+    }
+    Some(config)
+}
+
+pub(super) fn resolve_providers(
+    files: &[(String, String)],
+    warnings: &mut Vec<Warning>,
+    fatal: &mut Vec<String>,
+) -> Option<ProvidersConfig> {
+    let mut config = ProvidersConfig::default();
+    let mut ok = true;
+    for (path, text) in files {
+        let file: ProvidersFile = match parse_yaml(path, text, warnings) {
+            Ok(file) => file,
+            Err(message) => {
+                fatal.push(message);
+                ok = false;
+                continue;
+            }
+        };
+        let mut problems = Problems::default();
+        if let Some(kind) = &file.kind {
+            if kind != "ProviderConfig" {
+                problems.push("kind", format!("expected \"ProviderConfig\", found \"{kind}\""));
+            }
+        }
+        let routing = &file.spec.routing;
+        if let Some(text) = &routing.default_strategy {
+            match RoutingStrategy::parse(text) {
+                Some(strategy) => config.default_strategy = Some(strategy),
+                None => problems.push(
+                    "spec.routing.default_strategy",
+                    format!("unknown routing strategy \"{text}\" (expected one of {STRATEGIES})"),
+                ),
+            }
+        }
+        if let Some(enabled) = routing.fallback_enabled {
+            config.fallback_enabled = enabled;
+        }
+        match routing.circuit_breaker.failure_threshold {
+            Some(0) => problems.push("spec.routing.circuit_breaker.failure_threshold", "must be at least 1"),
+            Some(threshold) => config.failure_threshold = threshold,
+            None => {}
+        }
+        config.recovery_timeout = positive_secs(
+            routing.circuit_breaker.recovery_timeout,
+            "spec.routing.circuit_breaker.recovery_timeout",
+            config.recovery_timeout,
+            &mut problems,
+        );
+        for (name, entry) in &file.spec.providers {
+            config.entries.insert(name.clone(), entry.clone());
+        }
+        if problems.has_errors() {
+            fatal.extend(problems.render(path));
+            ok = false;
+        }
+    }
+    ok.then_some(config)
+}

@@ -1,0 +1,1 @@
+//! Unit tests for config loading and validation.
