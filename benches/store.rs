@@ -28,17 +28,12 @@ enum OpKind {
 
 fn op(kind: OpKind, write_idx: u32) -> WriteOp {
     match kind {
-        OpKind::Put => WriteOp::Put {
-            table: Table::History,
-            key: write_idx.to_be_bytes().to_vec(),
-            value: vec![b'x'; VALUE_LEN],
-        },
+        OpKind::Put => {
+            WriteOp::Put { table: Table::History, key: write_idx.to_be_bytes().to_vec(), value: vec![b'x'; VALUE_LEN] }
+        }
         OpKind::Custom => WriteOp::Custom(Box::new(move |txn| {
             let mut table = txn.open_table(Table::History.definition())?;
-            table.insert(
-                write_idx.to_be_bytes().as_slice(),
-                [b'x'; VALUE_LEN].as_slice(),
-            )?;
+            table.insert(write_idx.to_be_bytes().as_slice(), [b'x'; VALUE_LEN].as_slice())?;
             Ok(())
         })),
     }
@@ -73,11 +68,7 @@ async fn sequential(kind: OpKind, n_writes: u32) -> anyhow::Result<Figures> {
     let elapsed = started.elapsed();
     let stats = store.stats();
     store.close().await?;
-    Ok(Figures {
-        elapsed,
-        writes: stats.writes,
-        commits: stats.commits,
-    })
+    Ok(Figures { elapsed, writes: stats.writes, commits: stats.commits })
 }
 
 async fn concurrent(kind: OpKind, n_tasks: u32, n_writes: u32) -> anyhow::Result<Figures> {
@@ -102,25 +93,15 @@ async fn concurrent(kind: OpKind, n_tasks: u32, n_writes: u32) -> anyhow::Result
     let elapsed = started.elapsed();
     let stats = store.stats();
     store.close().await?;
-    Ok(Figures {
-        elapsed,
-        writes: stats.writes,
-        commits: stats.commits,
-    })
+    Ok(Figures { elapsed, writes: stats.writes, commits: stats.commits })
 }
 
 fn main() -> anyhow::Result<()> {
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()?;
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     runtime.block_on(async {
         sequential(OpKind::Put, N_WRITES).await?.print("1 task");
-        concurrent(OpKind::Put, N_TASKS, N_WRITES)
-            .await?
-            .print(&format!("{N_TASKS} tasks"));
-        concurrent(OpKind::Custom, N_TASKS, N_WRITES)
-            .await?
-            .print(&format!("{N_TASKS} tasks, custom ops"));
+        concurrent(OpKind::Put, N_TASKS, N_WRITES).await?.print(&format!("{N_TASKS} tasks"));
+        concurrent(OpKind::Custom, N_TASKS, N_WRITES).await?.print(&format!("{N_TASKS} tasks, custom ops"));
         anyhow::Ok(())
     })
 }

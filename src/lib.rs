@@ -1,7 +1,95 @@
 //! Astromesh: an AI-agent runtime in one binary.
 //!
 //! The library holds everything; `main.rs` is a thin CLI over it, and tests and benchmarks
-//! drive the same code the daemon runs. `App::build` (in `app`) is the one composition root.
+//! drive the same code the daemon runs. `App::build` is the one composition root: it opens the
+//! store, builds the runtime and hands each module what it needs. No module reaches for global
+//! state (metrics counters aside).
 
+pub mod api;
 pub mod config;
+pub mod runtime;
 pub mod store;
+
+use std::future::IntoFuture;
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::extract::Request;
+use axum::Router;
+use axum::ServiceExt;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tower::Layer;
+use tower_http::normalize_path::NormalizePathLayer;
+
+use api::AppState;
+use config::Config;
+use runtime::Runtime;
+use store::{Store, StoreError};
+
+#[derive(Debug, thiserror::Error)]
+pub enum AppError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("HTTP server failed: {0}")]
+    Serve(#[source] std::io::Error),
+}
+
+/// The daemon, assembled and ready to serve.
+pub struct App {
+    state: AppState,
+    tasks: TaskTracker,
+}
+
+impl App {
+    /// Builds every component from the configuration. Blocking (opens the store file): call it
+    /// at startup, before serving.
+    pub fn build(config: Config) -> Result<App, AppError> {
+        let config = Arc::new(config);
+        let store = Arc::new(Store::open(&config.runtime.data_dir, config.runtime.write_queue)?);
+        let runtime = Arc::new(Runtime::new(config.clone()));
+        let state = AppState { config, runtime, store, started: Instant::now() };
+        Ok(App { state, tasks: TaskTracker::new() })
+    }
+
+    /// The HTTP application without a socket (tests can drive it with `oneshot`).
+    pub fn router(&self) -> Router {
+        api::router(self.state.clone())
+    }
+
+    pub fn store(&self) -> &Arc<Store> {
+        &self.state.store
+    }
+
+    /// Serves until `shutdown` is cancelled, then drains: in-flight requests (bounded by the
+    /// shutdown timeout), background tasks, and last the store's final durable commit.
+    pub async fn serve(self, listener: TcpListener, shutdown: CancellationToken) -> Result<(), AppError> {
+        let drain = self.state.config.runtime.shutdown_timeout;
+        // Trailing-slash variants (`/v1/traces/`) answer directly, without redirects.
+        let service = NormalizePathLayer::trim_trailing_slash().layer(self.router());
+        let server = axum::serve(listener, ServiceExt::<Request>::into_make_service(service))
+            .with_graceful_shutdown(shutdown.clone().cancelled_owned());
+        let mut server = Box::pin(server.into_future());
+        let served = tokio::select! {
+            result = &mut server => result,
+            () = shutdown.cancelled() => match tokio::time::timeout(drain, &mut server).await {
+                Ok(result) => result,
+                Err(_) => {
+                    tracing::warn!(?drain, "requests still in flight after the drain timeout; closing them");
+                    Ok(())
+                }
+            },
+        };
+        self.tasks.close();
+        if tokio::time::timeout(drain, self.tasks.wait()).await.is_err() {
+            tracing::warn!("background tasks still running after the drain timeout");
+        }
+        // Acknowledged writes are durable before we return, even when serving failed.
+        let closed = self.state.store.close().await;
+        served.map_err(AppError::Serve)?;
+        closed?;
+        tracing::info!("shut down cleanly");
+        Ok(())
+    }
+}

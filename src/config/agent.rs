@@ -205,7 +205,10 @@ pub(crate) fn resolve_agent(
     let name = match declared_name(file) {
         Some(name) if valid_agent_name(&name) => name,
         Some(name) => {
-            problems.push("metadata.name", format!("\"{name}\" is not a valid agent name (letters, digits, '-', '_', '.'; no '..')"));
+            problems.push(
+                "metadata.name",
+                format!("\"{name}\" is not a valid agent name (letters, digits, '-', '_', '.'; no '..')"),
+            );
             return None;
         }
         None => {
@@ -216,7 +219,7 @@ pub(crate) fn resolve_agent(
     let spec = &file.spec;
     let default_strategy = providers.default_strategy.unwrap_or(RoutingStrategy::QualityFirst);
     let model = resolve_model(&spec.model, &providers.entries, default_strategy, problems);
-    let orchestration = resolve_orchestration(&spec.orchestration, defaults, problems);
+    let orchestration = resolve_orchestration(&spec.orchestration, defaults, "spec.orchestration", problems);
     let tools = spec
         .tools
         .iter()
@@ -270,28 +273,32 @@ pub(crate) fn resolve_agent(
     })
 }
 
+/// Resolves an orchestration block; `prefix` is where it sits (`spec.orchestration`, or
+/// `spec.defaults.orchestration` in runtime.yaml).
 pub(crate) fn resolve_orchestration(
     file: &OrchestrationFile,
     defaults: &OrchestrationDefaults,
+    prefix: &str,
     problems: &mut Problems,
 ) -> OrchestrationConfig {
     let pattern = match file.pattern.as_deref() {
         None => defaults.pattern,
         Some(text) => Pattern::parse(text).unwrap_or_else(|| {
-            problems.push("spec.orchestration.pattern", format!("unknown pattern \"{text}\" (expected one of {PATTERNS})"));
+            problems
+                .push(&format!("{prefix}.pattern"), format!("unknown pattern \"{text}\" (expected one of {PATTERNS})"));
             defaults.pattern
         }),
     };
     let max_iterations = file.max_iterations.unwrap_or(defaults.max_iterations);
     if max_iterations == 0 {
-        problems.push("spec.orchestration.max_iterations", "must be at least 1");
+        problems.push(&format!("{prefix}.max_iterations"), "must be at least 1");
     }
     let timeout = match file.timeout_seconds.or(file.timeout) {
         None => defaults.timeout,
         Some(secs) if secs > 0.0 && secs.is_finite() && secs < 1e9 => Duration::from_secs_f64(secs),
         Some(secs) => {
             let key = if file.timeout_seconds.is_some() { "timeout_seconds" } else { "timeout" };
-            problems.push(&format!("spec.orchestration.{key}"), format!("must be a positive number of seconds, found {secs}"));
+            problems.push(&format!("{prefix}.{key}"), format!("must be a positive number of seconds, found {secs}"));
             defaults.timeout
         }
     };
@@ -326,12 +333,17 @@ fn resolve_tool(tool: &ToolFile, key: &str, problems: &mut Problems) -> Option<T
         "webhook" => ToolKind::Webhook,
         "mcp" | "mcp_stdio" | "mcp_http" | "mcp_sse" => ToolKind::Mcp,
         other => {
-            problems.push(&format!("{key}.type"), format!("unsupported tool type \"{other}\" (expected one of {TOOL_TYPES})"));
+            problems.push(
+                &format!("{key}.type"),
+                format!("unsupported tool type \"{other}\" (expected one of {TOOL_TYPES})"),
+            );
             return None;
         }
     };
     match kind {
-        ToolKind::Agent if tool.agent.is_none() => problems.push(&format!("{key}.agent"), "an agent tool names the agent to call"),
+        ToolKind::Agent if tool.agent.is_none() => {
+            problems.push(&format!("{key}.agent"), "an agent tool names the agent to call")
+        }
         ToolKind::Webhook if tool.url.is_none() => problems.push(&format!("{key}.url"), "a webhook tool needs `url`"),
         ToolKind::Mcp if tool.command.is_none() && tool.url.is_none() && tool.server.is_none() => {
             problems.push(key, "an mcp tool needs `command` (stdio) or `url` (http)")
@@ -408,7 +420,8 @@ pub(crate) fn normalise_schema(value: &Value) -> Value {
         }
         properties.insert(field.clone(), Value::Object(spec));
     }
-    let mut schema = Map::from_iter([("type".to_string(), json!("object")), ("properties".to_string(), Value::Object(properties))]);
+    let mut schema =
+        Map::from_iter([("type".to_string(), json!("object")), ("properties".to_string(), Value::Object(properties))]);
     if !required.is_empty() {
         schema.insert("required".to_string(), Value::Array(required));
     }
@@ -435,7 +448,8 @@ fn resolve_memory(file: &AgentFile, problems: &mut Problems) -> MemoryConfig {
         problems.push("spec.memory.semantic.similarity_threshold", "must be between 0 and 1");
     }
     MemoryConfig {
-        conversational_backend: conversational.map(|memory| memory.backend.clone().unwrap_or_else(|| "in_memory".to_string())),
+        conversational_backend: conversational
+            .map(|memory| memory.backend.clone().unwrap_or_else(|| "in_memory".to_string())),
         strategy,
         max_turns: conversational.and_then(|memory| memory.max_turns).unwrap_or(50),
         max_tokens: conversational.and_then(|memory| memory.max_tokens).unwrap_or(4096),

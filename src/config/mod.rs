@@ -226,19 +226,18 @@ fn read_sources(source: &ConfigSource) -> Result<Sources, ConfigError> {
                 return Err(ConfigError::MissingDir(dir.clone()));
             }
             let read = |path: &Path| {
-                std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.display().to_string(), source })
+                std::fs::read_to_string(path)
+                    .map_err(|source| ConfigError::Read { path: path.display().to_string(), source })
             };
             let runtime_path = dir.join("runtime.yaml");
-            let runtime = if runtime_path.is_file() {
-                Some((runtime_path.display().to_string(), read(&runtime_path)?))
-            } else {
-                None
-            };
+            // Files are named relative to the config dir in messages: `agents/x.agent.yaml: key: ...`.
+            let runtime =
+                if runtime_path.is_file() { Some(("runtime.yaml".to_string(), read(&runtime_path)?)) } else { None };
             let mut providers = Vec::new();
             for path in list_dir(dir)? {
                 let name = path.file_name().and_then(|name| name.to_str()).unwrap_or_default();
                 if name.starts_with("providers") && (name.ends_with(".yaml") || name.ends_with(".yml")) {
-                    providers.push((path.display().to_string(), read(&path)?));
+                    providers.push((name.to_string(), read(&path)?));
                 }
             }
             let mut agents = Vec::new();
@@ -247,7 +246,7 @@ fn read_sources(source: &ConfigSource) -> Result<Sources, ConfigError> {
                 for path in list_dir(&agents_dir)? {
                     let name = path.file_name().and_then(|name| name.to_str()).unwrap_or_default();
                     if name.ends_with(".agent.yaml") || name.ends_with(".agent.yml") {
-                        agents.push((path.display().to_string(), read(&path)?));
+                        agents.push((format!("agents/{name}"), read(&path)?));
                     }
                 }
             }
@@ -257,8 +256,10 @@ fn read_sources(source: &ConfigSource) -> Result<Sources, ConfigError> {
 }
 
 fn list_dir(dir: &Path) -> Result<Vec<PathBuf>, ConfigError> {
-    let entries = std::fs::read_dir(dir).map_err(|source| ConfigError::Read { path: dir.display().to_string(), source })?;
-    let mut paths: Vec<PathBuf> = entries.filter_map(|entry| entry.ok().map(|entry| entry.path())).filter(|path| path.is_file()).collect();
+    let entries =
+        std::fs::read_dir(dir).map_err(|source| ConfigError::Read { path: dir.display().to_string(), source })?;
+    let mut paths: Vec<PathBuf> =
+        entries.filter_map(|entry| entry.ok().map(|entry| entry.path())).filter(|path| path.is_file()).collect();
     paths.sort();
     Ok(paths)
 }
@@ -294,11 +295,17 @@ fn load_agents(
             .map(|name| name.trim_end_matches(".yaml").trim_end_matches(".yml").trim_end_matches(".agent").to_string())
             .unwrap_or_default();
         let entry = match parse_yaml::<file::AgentFile>(path, text, warnings) {
-            Err(message) => AgentEntry { name: fallback_name, source: path.clone(), description: String::new(), state: AgentState::Error(message) },
+            Err(message) => AgentEntry {
+                name: fallback_name,
+                source: path.clone(),
+                description: String::new(),
+                state: AgentState::Error(message),
+            },
             Ok(parsed) => {
                 let mut problems = Problems::default();
                 let resolved = agent::resolve_agent(&parsed, providers, &runtime.orchestration_defaults, &mut problems);
-                let name = agent::declared_name(&parsed).filter(|name| agent::valid_agent_name(name)).unwrap_or(fallback_name);
+                let name =
+                    agent::declared_name(&parsed).filter(|name| agent::valid_agent_name(name)).unwrap_or(fallback_name);
                 let description = parsed.spec.identity.description.clone().unwrap_or_default();
                 let state = match resolved {
                     Some(config) if !problems.has_errors() => AgentState::Ready(Arc::new(config)),
@@ -310,7 +317,10 @@ fn load_agents(
         if let Some(first) = entries.iter().find(|existing| existing.name == entry.name) {
             warnings.push(Warning::Other {
                 path: entry.source.clone(),
-                message: format!("agent \"{}\" is already defined in {}; this file is ignored", entry.name, first.source),
+                message: format!(
+                    "agent \"{}\" is already defined in {}; this file is ignored",
+                    entry.name, first.source
+                ),
             });
             continue;
         }
@@ -323,16 +333,21 @@ fn load_agents(
 /// Agent tools must name a loadable agent, and agents must not call each other in a cycle.
 fn check_agent_references(entries: &mut [AgentEntry]) {
     let calls = |entry: &AgentEntry| -> Vec<String> {
-        entry.config().map(|config| config.tools.iter().filter_map(|tool| tool.agent.clone()).collect()).unwrap_or_default()
+        entry
+            .config()
+            .map(|config| config.tools.iter().filter_map(|tool| tool.agent.clone()).collect())
+            .unwrap_or_default()
     };
     let mut failures: Vec<(usize, String)> = Vec::new();
     for (idx, entry) in entries.iter().enumerate() {
         for target in calls(entry) {
             match entries.iter().find(|other| other.name == target) {
-                None => failures.push((idx, format!("{}: spec.tools: agent tool calls unknown agent \"{target}\"", entry.source))),
-                Some(other) if other.config().is_none() => {
-                    failures.push((idx, format!("{}: spec.tools: agent tool calls agent \"{target}\", which has errors", entry.source)))
-                }
+                None => failures
+                    .push((idx, format!("{}: spec.tools: agent tool calls unknown agent \"{target}\"", entry.source))),
+                Some(other) if other.config().is_none() => failures.push((
+                    idx,
+                    format!("{}: spec.tools: agent tool calls agent \"{target}\", which has errors", entry.source),
+                )),
                 Some(_) => {}
             }
         }
@@ -341,7 +356,13 @@ fn check_agent_references(entries: &mut [AgentEntry]) {
         let mut seen: Vec<String> = Vec::new();
         while let Some(next) = stack.pop() {
             if next == entry.name {
-                failures.push((idx, format!("{}: spec.tools: agent \"{}\" calls itself through a cycle of agent tools", entry.source, entry.name)));
+                failures.push((
+                    idx,
+                    format!(
+                        "{}: spec.tools: agent \"{}\" calls itself through a cycle of agent tools",
+                        entry.source, entry.name
+                    ),
+                ));
                 break;
             }
             if seen.contains(&next) {

@@ -47,8 +47,7 @@ pub enum RoutingStrategy {
     CapabilityMatch,
 }
 
-pub(crate) const STRATEGIES: &str =
-    "cost_optimized, latency_optimized, quality_first, round_robin, capability_match";
+pub(crate) const STRATEGIES: &str = "cost_optimized, latency_optimized, quality_first, round_robin, capability_match";
 
 impl RoutingStrategy {
     pub fn parse(text: &str) -> Option<RoutingStrategy> {
@@ -143,12 +142,18 @@ pub(crate) fn resolve_model(
             roles.insert(name.clone(), resolve_role(role, &key, registry, default_strategy, problems));
         }
         let health_check_interval = section.default.as_ref().and_then(|role| role.health_check_interval);
-        return ModelConfig { default, roles, health_check_interval: health_check_interval.map(Duration::from_secs_f64) };
+        return ModelConfig {
+            default,
+            roles,
+            health_check_interval: health_check_interval.map(Duration::from_secs_f64),
+        };
     }
 
     let (strategy, health_check_interval) = match &section.routing {
         None => (default_strategy, None),
-        Some(RoutingFile::Strategy(text)) => (parse_strategy(text, "spec.model.routing", default_strategy, problems), None),
+        Some(RoutingFile::Strategy(text)) => {
+            (parse_strategy(text, "spec.model.routing", default_strategy, problems), None)
+        }
         Some(RoutingFile::Detailed(detail)) => {
             let strategy = match &detail.strategy {
                 Some(text) => parse_strategy(text, "spec.model.routing.strategy", default_strategy, problems),
@@ -232,7 +237,10 @@ fn resolve_candidate(
         Some(name) => match registry.get(name) {
             Some(entry) => Some(entry),
             None => {
-                problems.push(&format!("{key}.providerRef"), format!("unknown provider \"{name}\" (not in providers.yaml)"));
+                problems.push(
+                    &format!("{key}.providerRef"),
+                    format!("unknown provider \"{name}\" (not in providers.yaml)"),
+                );
                 return None;
             }
         },
@@ -253,14 +261,19 @@ fn resolve_candidate(
     };
     let mut provider = declared.clone();
     let kind = match declared.as_str() {
-        "openai" | "openai_compat" | "azure_openai" | "vllm" | "llamacpp" | "hf_tgi" | "centinela" => ProviderKind::OpenAiCompat,
+        "openai" | "openai_compat" | "azure_openai" | "vllm" | "llamacpp" | "hf_tgi" | "centinela" => {
+            ProviderKind::OpenAiCompat
+        }
         "anthropic" => ProviderKind::Anthropic,
         "ollama" => ProviderKind::Ollama,
         "local" => ProviderKind::Local,
         "litellm" => {
             // "vendor/model": route to the native adapter of that vendor.
             let Some((vendor, rest)) = model.as_deref().and_then(|name| name.split_once('/')) else {
-                problems.push(&format!("{key}.model"), "litellm models are written \"vendor/model\" (e.g. \"openai/gpt-4o\")");
+                problems.push(
+                    &format!("{key}.model"),
+                    "litellm models are written \"vendor/model\" (e.g. \"openai/gpt-4o\")",
+                );
                 return None;
             };
             let kind = match vendor {
@@ -268,20 +281,31 @@ fn resolve_candidate(
                 "anthropic" => ProviderKind::Anthropic,
                 "ollama" | "ollama_chat" => ProviderKind::Ollama,
                 other => {
-                    problems.push(&format!("{key}.model"), format!("litellm vendor \"{other}\" is not supported (expected openai, anthropic or ollama)"));
+                    problems.push(
+                        &format!("{key}.model"),
+                        format!("litellm vendor \"{other}\" is not supported (expected openai, anthropic or ollama)"),
+                    );
                     return None;
                 }
             };
-            provider = if vendor == "azure" { "azure_openai".to_string() } else { vendor.trim_end_matches("_chat").to_string() };
+            provider = if vendor == "azure" {
+                "azure_openai".to_string()
+            } else {
+                vendor.trim_end_matches("_chat").to_string()
+            };
             model = Some(rest.to_string());
             kind
         }
         "onnx" => {
-            problems.push(&format!("{key}.source"), "provider \"onnx\" is not supported; use `source: local` with a GGUF `model_path`");
+            problems.push(
+                &format!("{key}.source"),
+                "provider \"onnx\" is not supported; use `source: local` with a GGUF `model_path`",
+            );
             return None;
         }
         other => {
-            problems.push(&format!("{key}.source"), format!("unknown provider \"{other}\" (expected one of {PROVIDERS})"));
+            problems
+                .push(&format!("{key}.source"), format!("unknown provider \"{other}\" (expected one of {PROVIDERS})"));
             return None;
         }
     };

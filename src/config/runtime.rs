@@ -123,7 +123,12 @@ pub(super) fn resolve_runtime_file(
     }
     let defaults = RuntimeConfig::default();
     let spec = &file.spec;
-    let orchestration = resolve_orchestration(&spec.defaults.orchestration, &OrchestrationDefaults::default(), &mut problems);
+    let orchestration = resolve_orchestration(
+        &spec.defaults.orchestration,
+        &OrchestrationDefaults::default(),
+        "spec.defaults.orchestration",
+        &mut problems,
+    );
     let max_body_bytes = match spec.api.max_body_bytes {
         Some(0) => {
             problems.push("spec.api.max_body_bytes", "must be at least 1");
@@ -147,8 +152,18 @@ pub(super) fn resolve_runtime_file(
         data_dir: overrides.data_dir.clone().unwrap_or(defaults.data_dir),
         cors_origins: overrides.cors_origins.clone().or_else(|| spec.api.cors_origins.clone()).unwrap_or_default(),
         max_body_bytes,
-        request_timeout: positive_secs(spec.api.request_timeout, "spec.api.request_timeout", defaults.request_timeout, &mut problems),
-        shutdown_timeout: positive_secs(spec.api.shutdown_timeout, "spec.api.shutdown_timeout", defaults.shutdown_timeout, &mut problems),
+        request_timeout: positive_secs(
+            spec.api.request_timeout,
+            "spec.api.request_timeout",
+            defaults.request_timeout,
+            &mut problems,
+        ),
+        shutdown_timeout: positive_secs(
+            spec.api.shutdown_timeout,
+            "spec.api.shutdown_timeout",
+            defaults.shutdown_timeout,
+            &mut problems,
+        ),
         write_queue,
         orchestration_defaults: OrchestrationDefaults {
             pattern: orchestration.pattern,
@@ -160,8 +175,7 @@ pub(super) fn resolve_runtime_file(
         observability: spec.observability.clone(),
     };
     if problems.has_errors() {
-        // Keys under spec.defaults are reported with the orchestration resolver's prefix.
-        fatal.extend(problems.render(path).into_iter().map(|line| line.replace(": spec.orchestration.", ": spec.defaults.orchestration.")));
+        fatal.extend(problems.render(path));
         return None;
     }
     Some(config)

@@ -124,16 +124,12 @@ impl std::fmt::Debug for WriteOp {
                 .field("key_len", &key.len())
                 .field("value_len", &value.len())
                 .finish(),
-            WriteOp::Delete { table, key } => f
-                .debug_struct("Delete")
-                .field("table", table)
-                .field("key_len", &key.len())
-                .finish(),
-            WriteOp::DeletePrefix { table, prefix } => f
-                .debug_struct("DeletePrefix")
-                .field("table", table)
-                .field("prefix_len", &prefix.len())
-                .finish(),
+            WriteOp::Delete { table, key } => {
+                f.debug_struct("Delete").field("table", table).field("key_len", &key.len()).finish()
+            }
+            WriteOp::DeletePrefix { table, prefix } => {
+                f.debug_struct("DeletePrefix").field("table", table).field("prefix_len", &prefix.len()).finish()
+            }
             WriteOp::Custom(_) => f.write_str("Custom(..)"),
         }
     }
@@ -143,15 +139,9 @@ impl std::fmt::Debug for WriteOp {
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     #[error("cannot create data directory {}: {source}", path.display())]
-    CreateDataDir {
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    CreateDataDir { path: PathBuf, source: std::io::Error },
     #[error("cannot open database {}: {source}", path.display())]
-    OpenFile {
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    OpenFile { path: PathBuf, source: std::io::Error },
     #[error("{} is not an astromesh database ({reason})", path.display())]
     NotADatabase { path: PathBuf, reason: String },
     #[error(
@@ -161,20 +151,13 @@ pub enum StoreError {
     )]
     InUse { path: PathBuf },
     #[error("cannot open database {}: {source}", path.display())]
-    Open {
-        path: PathBuf,
-        source: redb::DatabaseError,
-    },
+    Open { path: PathBuf, source: redb::DatabaseError },
     #[error(
         "database {} was written by a newer astromesh (schema {found}, this binary supports \
          {supported}); upgrade astromesh or use another --data-dir",
         path.display()
     )]
-    NewerSchema {
-        path: PathBuf,
-        found: u32,
-        supported: u32,
-    },
+    NewerSchema { path: PathBuf, found: u32, supported: u32 },
     #[error("database {} has a malformed schema version ({len} bytes, expected 4)", path.display())]
     BadSchemaVersion { path: PathBuf, len: usize },
     #[error("cannot start the store writer thread: {0}")]
@@ -239,10 +222,8 @@ impl Store {
     /// Creates `data_dir` if needed and opens/creates `<data_dir>/astromesh.redb`. Blocking
     /// (call at startup). `queue` is the capacity of the bounded write queue (at least 1).
     pub fn open(data_dir: &Path, queue: usize) -> Result<Store, StoreError> {
-        std::fs::create_dir_all(data_dir).map_err(|source| StoreError::CreateDataDir {
-            path: data_dir.to_owned(),
-            source,
-        })?;
+        std::fs::create_dir_all(data_dir)
+            .map_err(|source| StoreError::CreateDataDir { path: data_dir.to_owned(), source })?;
         let path = data_dir.join(FILE_NAME);
         let db = Database::create(&path).map_err(|err| map_open_error(&path, err))?;
         prepare_schema(&db, &path)?;
@@ -284,12 +265,7 @@ impl Store {
 
     /// Several ops committed atomically together (same transaction), one ack.
     pub async fn write_all(&self, ops: Vec<WriteOp>) -> Result<(), StoreError> {
-        let sender = self
-            .jobs
-            .lock()
-            .map_err(|_| StoreError::WriterStopped)?
-            .clone()
-            .ok_or(StoreError::Closed)?;
+        let sender = self.jobs.lock().map_err(|_| StoreError::WriterStopped)?.clone().ok_or(StoreError::Closed)?;
         let (reply, answer) = oneshot::channel();
         // A full queue makes the caller wait here: that is the backpressure.
         if sender.send(writer::Job { ops, reply }).await.is_err() {
@@ -319,20 +295,13 @@ impl Store {
     }
 
     /// Gives access to a redb read transaction for more complex reads (blocking).
-    pub fn read<T>(
-        &self,
-        f: impl FnOnce(&ReadTransaction) -> Result<T, StoreError>,
-    ) -> Result<T, StoreError> {
+    pub fn read<T>(&self, f: impl FnOnce(&ReadTransaction) -> Result<T, StoreError>) -> Result<T, StoreError> {
         let txn = self.db.begin_read()?;
         f(&txn)
     }
 
     /// `get` on the blocking pool, for request paths.
-    pub async fn get_async(
-        &self,
-        table: Table,
-        key: Vec<u8>,
-    ) -> Result<Option<Vec<u8>>, StoreError> {
+    pub async fn get_async(&self, table: Table, key: Vec<u8>) -> Result<Option<Vec<u8>>, StoreError> {
         let db = Arc::clone(&self.db);
         tokio::task::spawn_blocking(move || get_in(&db, table, &key)).await?
     }
@@ -346,8 +315,7 @@ impl Store {
         limit: usize,
     ) -> Result<Vec<KeyValue>, StoreError> {
         let db = Arc::clone(&self.db);
-        tokio::task::spawn_blocking(move || scan_prefix_in(&db, table, &prefix, reverse, limit))
-            .await?
+        tokio::task::spawn_blocking(move || scan_prefix_in(&db, table, &prefix, reverse, limit)).await?
     }
 
     /// Writes acknowledged and durable commits made since `open`.
@@ -361,11 +329,7 @@ impl Store {
     /// Health check for `/v1/system/doctor`: a read transaction succeeds and the writer thread
     /// is alive. A closed store fails with `Closed`.
     pub fn check(&self) -> Result<(), StoreError> {
-        let open = self
-            .jobs
-            .lock()
-            .map_err(|_| StoreError::WriterStopped)?
-            .is_some();
+        let open = self.jobs.lock().map_err(|_| StoreError::WriterStopped)?.is_some();
         if !open {
             return Err(StoreError::Closed);
         }
@@ -384,12 +348,7 @@ impl Store {
     pub async fn close(&self) -> Result<(), StoreError> {
         let mut writer = self.writer.lock().await;
         // Dropping our sender closes the channel once in-flight `write` calls have sent.
-        drop(
-            self.jobs
-                .lock()
-                .map_err(|_| StoreError::WriterStopped)?
-                .take(),
-        );
+        drop(self.jobs.lock().map_err(|_| StoreError::WriterStopped)?.take());
         let Some(handle) = writer.take() else {
             return Ok(());
         };
@@ -404,10 +363,7 @@ impl Store {
 
 impl std::fmt::Debug for Store {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Store")
-            .field("path", &self.path)
-            .field("stats", &self.stats())
-            .finish_non_exhaustive()
+        f.debug_struct("Store").field("path", &self.path).field("stats", &self.stats()).finish_non_exhaustive()
     }
 }
 
@@ -419,22 +375,17 @@ fn map_open_error(path: &Path, err: redb::DatabaseError) -> StoreError {
         redb::DatabaseError::Storage(redb::StorageError::Corrupted(reason)) => {
             StoreError::NotADatabase { path, reason }
         }
-        redb::DatabaseError::UpgradeRequired(version) => StoreError::NotADatabase {
-            path,
-            reason: format!("unsupported redb file format version {version}"),
-        },
+        redb::DatabaseError::UpgradeRequired(version) => {
+            StoreError::NotADatabase { path, reason: format!("unsupported redb file format version {version}") }
+        }
         redb::DatabaseError::Storage(redb::StorageError::Io(source)) => {
             match source.kind() {
                 // redb reports a wrong magic number as `InvalidData`.
-                std::io::ErrorKind::InvalidData => StoreError::NotADatabase {
-                    path,
-                    reason: source.to_string(),
-                },
+                std::io::ErrorKind::InvalidData => StoreError::NotADatabase { path, reason: source.to_string() },
                 // A file shorter than redb's header: not something redb wrote.
-                std::io::ErrorKind::UnexpectedEof => StoreError::NotADatabase {
-                    path,
-                    reason: format!("file too short: {source}"),
-                },
+                std::io::ErrorKind::UnexpectedEof => {
+                    StoreError::NotADatabase { path, reason: format!("file too short: {source}") }
+                }
                 _ => StoreError::OpenFile { path, source },
             }
         }
@@ -447,26 +398,16 @@ fn prepare_schema(db: &Database, path: &Path) -> Result<(), StoreError> {
     let txn = db.begin_write()?;
     {
         let mut meta = txn.open_table(Table::Meta.definition())?;
-        let found = meta
-            .get(SCHEMA_VERSION_KEY)?
-            .map(|guard| guard.value().to_vec());
+        let found = meta.get(SCHEMA_VERSION_KEY)?.map(|guard| guard.value().to_vec());
         match found {
             Some(bytes) => {
-                let bytes: [u8; 4] =
-                    bytes
-                        .as_slice()
-                        .try_into()
-                        .map_err(|_| StoreError::BadSchemaVersion {
-                            path: path.to_owned(),
-                            len: bytes.len(),
-                        })?;
+                let bytes: [u8; 4] = bytes
+                    .as_slice()
+                    .try_into()
+                    .map_err(|_| StoreError::BadSchemaVersion { path: path.to_owned(), len: bytes.len() })?;
                 let found = u32::from_le_bytes(bytes);
                 if found > SCHEMA_VERSION {
-                    return Err(StoreError::NewerSchema {
-                        path: path.to_owned(),
-                        found,
-                        supported: SCHEMA_VERSION,
-                    });
+                    return Err(StoreError::NewerSchema { path: path.to_owned(), found, supported: SCHEMA_VERSION });
                 }
             }
             None => {

@@ -33,19 +33,9 @@ fn model_op_strategy() -> impl Strategy<Value = ModelOp> {
 
 fn to_write_op(op: &ModelOp) -> WriteOp {
     match op.clone() {
-        ModelOp::Put(key, value) => WriteOp::Put {
-            table: Table::Semantic,
-            key,
-            value,
-        },
-        ModelOp::Delete(key) => WriteOp::Delete {
-            table: Table::Semantic,
-            key,
-        },
-        ModelOp::DeletePrefix(prefix) => WriteOp::DeletePrefix {
-            table: Table::Semantic,
-            prefix,
-        },
+        ModelOp::Put(key, value) => WriteOp::Put { table: Table::Semantic, key, value },
+        ModelOp::Delete(key) => WriteOp::Delete { table: Table::Semantic, key },
+        ModelOp::DeletePrefix(prefix) => WriteOp::DeletePrefix { table: Table::Semantic, prefix },
     }
 }
 

@@ -6,11 +6,7 @@ use super::*;
 const QUEUE: usize = 64;
 
 fn put(table: Table, key: &[u8], value: &[u8]) -> WriteOp {
-    WriteOp::Put {
-        table,
-        key: key.to_vec(),
-        value: value.to_vec(),
-    }
+    WriteOp::Put { table, key: key.to_vec(), value: value.to_vec() }
 }
 
 #[tokio::test]
@@ -26,16 +22,10 @@ async fn schema_version_is_written_and_checked() {
 
     // Reopening an up-to-date file works and keeps the data.
     let store = Store::open(dir.path(), QUEUE).unwrap();
-    assert_eq!(
-        store.get(Table::Mesh, b"node").unwrap(),
-        Some(b"a".to_vec())
-    );
+    assert_eq!(store.get(Table::Mesh, b"node").unwrap(), Some(b"a".to_vec()));
     // A newer astromesh bumps the version.
     let newer = SCHEMA_VERSION + 1;
-    store
-        .write(put(Table::Meta, SCHEMA_VERSION_KEY, &newer.to_le_bytes()))
-        .await
-        .unwrap();
+    store.write(put(Table::Meta, SCHEMA_VERSION_KEY, &newer.to_le_bytes())).await.unwrap();
     store.close().await.unwrap();
     drop(store);
 
@@ -64,19 +54,13 @@ async fn missing_schema_version_is_written() {
     {
         let db = redb::Database::create(&path).unwrap();
         let txn = db.begin_write().unwrap();
-        txn.open_table(Table::History.definition())
-            .unwrap()
-            .insert(b"k".as_slice(), b"v".as_slice())
-            .unwrap();
+        txn.open_table(Table::History.definition()).unwrap().insert(b"k".as_slice(), b"v".as_slice()).unwrap();
         txn.commit().unwrap();
     }
     let store = Store::open(dir.path(), QUEUE).unwrap();
     let version = store.get(Table::Meta, SCHEMA_VERSION_KEY).unwrap();
     assert_eq!(version, Some(SCHEMA_VERSION.to_le_bytes().to_vec()));
-    assert_eq!(
-        store.get(Table::History, b"k").unwrap(),
-        Some(b"v".to_vec())
-    );
+    assert_eq!(store.get(Table::History, b"k").unwrap(), Some(b"v".to_vec()));
     store.close().await.unwrap();
 }
 
@@ -92,13 +76,7 @@ fn garbage_file_is_not_a_database() {
         let err = Store::open(dir.path(), QUEUE).unwrap_err();
         assert!(matches!(err, StoreError::NotADatabase { .. }), "{err:?}");
         let message = err.to_string();
-        assert!(
-            message.starts_with(&format!(
-                "{} is not an astromesh database (",
-                path.display()
-            )),
-            "{message}"
-        );
+        assert!(message.starts_with(&format!("{} is not an astromesh database (", path.display())), "{message}");
     }
 }
 
@@ -111,13 +89,7 @@ fn uncreatable_data_dir_is_named_in_the_error() {
     let err = Store::open(&data_dir, QUEUE).unwrap_err();
     assert!(matches!(err, StoreError::CreateDataDir { .. }), "{err:?}");
     let message = err.to_string();
-    assert!(
-        message.starts_with(&format!(
-            "cannot create data directory {}: ",
-            data_dir.display()
-        )),
-        "{message}"
-    );
+    assert!(message.starts_with(&format!("cannot create data directory {}: ", data_dir.display())), "{message}");
 }
 
 #[tokio::test]
@@ -130,9 +102,5 @@ async fn database_in_use_is_refused() {
     store.close().await.unwrap();
     drop(store);
     // Once closed and dropped, the file can be opened again.
-    Store::open(dir.path(), QUEUE)
-        .unwrap()
-        .close()
-        .await
-        .unwrap();
+    Store::open(dir.path(), QUEUE).unwrap().close().await.unwrap();
 }

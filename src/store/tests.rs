@@ -12,11 +12,7 @@ use super::*;
 const QUEUE: usize = 64;
 
 fn put(table: Table, key: &[u8], value: &[u8]) -> WriteOp {
-    WriteOp::Put {
-        table,
-        key: key.to_vec(),
-        value: value.to_vec(),
-    }
+    WriteOp::Put { table, key: key.to_vec(), value: value.to_vec() }
 }
 
 /// Waits until `n_queued` jobs sit in the store's queue (the writer is held by a test job).
@@ -34,11 +30,7 @@ async fn wait_queued(store: &Store, n_queued: usize) {
 
 /// A `Custom` op that blocks the writer until `release` is sent (or 10 s pass). `started`
 /// resolves once the writer is inside it, so later jobs queue behind it.
-fn hold_writer() -> (
-    WriteOp,
-    tokio::sync::oneshot::Receiver<()>,
-    std::sync::mpsc::SyncSender<()>,
-) {
+fn hold_writer() -> (WriteOp, tokio::sync::oneshot::Receiver<()>, std::sync::mpsc::SyncSender<()>) {
     let (release, held) = std::sync::mpsc::sync_channel::<()>(1);
     let (started_tx, started) = tokio::sync::oneshot::channel();
     let op = WriteOp::Custom(Box::new(move |_txn| {
@@ -71,10 +63,7 @@ async fn concurrent_writers_are_group_committed_and_survive_reopen() {
                 }
                 let key = write_idx.to_be_bytes();
                 let value = format!("value-{write_idx}");
-                store
-                    .write(put(Table::History, &key, value.as_bytes()))
-                    .await
-                    .unwrap();
+                store.write(put(Table::History, &key, value.as_bytes())).await.unwrap();
             }
         }));
     }
@@ -88,9 +77,7 @@ async fn concurrent_writers_are_group_committed_and_survive_reopen() {
     drop(store);
 
     let store = Store::open(dir.path(), QUEUE).unwrap();
-    let all = store
-        .scan_prefix(Table::History, b"", false, usize::MAX)
-        .unwrap();
+    let all = store.scan_prefix(Table::History, b"", false, usize::MAX).unwrap();
     assert_eq!(all.len(), 1000);
     for (write_idx, (key, value)) in (0..1000u32).zip(&all) {
         assert_eq!(key.as_slice(), write_idx.to_be_bytes());
@@ -114,8 +101,7 @@ async fn failing_jobs_do_not_lose_the_rest_of_their_batch() {
     // The jobs, queued in this order while the writer is held, form one batch.
     let custom_put = |key: &'static [u8], outcome: Result<(), &'static str>| {
         WriteOp::Custom(Box::new(move |txn| {
-            txn.open_table(Table::History.definition())?
-                .insert(key, b"custom".as_slice())?;
+            txn.open_table(Table::History.definition())?.insert(key, b"custom".as_slice())?;
             match outcome {
                 Ok(()) => Ok(()),
                 Err("panic") => panic!("custom op panicked on purpose"),
@@ -130,10 +116,7 @@ async fn failing_jobs_do_not_lose_the_rest_of_their_batch() {
         vec![custom_put(b"e", Err("no such sequence"))],
         vec![put(Table::History, b"f", b"data")],
         // Atomic: the put must vanish with the failing closure.
-        vec![
-            put(Table::History, b"g", b"data"),
-            custom_put(b"h", Err("rejected")),
-        ],
+        vec![put(Table::History, b"g", b"data"), custom_put(b"h", Err("rejected"))],
         vec![custom_put(b"i", Err("panic"))],
         vec![put(Table::History, b"j", b"data"), custom_put(b"k", Ok(()))],
         vec![put(Table::History, b"l", b"data")],
@@ -156,13 +139,9 @@ async fn failing_jobs_do_not_lose_the_rest_of_their_batch() {
     assert_eq!(results.len(), n_jobs);
     let failed: Vec<usize> = (0..n_jobs).filter(|idx| results[*idx].is_err()).collect();
     assert_eq!(failed, vec![3, 5, 6]);
-    assert!(
-        matches!(&results[3], Err(StoreError::Rejected(reason)) if reason == "no such sequence")
-    );
+    assert!(matches!(&results[3], Err(StoreError::Rejected(reason)) if reason == "no such sequence"));
     assert!(matches!(&results[5], Err(StoreError::Rejected(_))));
-    assert!(
-        matches!(&results[6], Err(StoreError::OpPanicked(message)) if message.contains("on purpose"))
-    );
+    assert!(matches!(&results[6], Err(StoreError::OpPanicked(message)) if message.contains("on purpose")));
     // One durable commit for the held job, then exactly one for the nine queued jobs.
     assert_eq!(store.stats().commits, commits_before + 2);
     // The held op plus the ops of the six jobs that succeeded (one of them has two).
@@ -170,23 +149,14 @@ async fn failing_jobs_do_not_lose_the_rest_of_their_batch() {
 
     let expected: Vec<&[u8]> = vec![b"b", b"c", b"d", b"f", b"j", b"k", b"l"];
     let keys = |store: &Store| -> Vec<Vec<u8>> {
-        store
-            .scan_prefix(Table::History, b"", false, usize::MAX)
-            .unwrap()
-            .into_iter()
-            .map(|(key, _)| key)
-            .collect()
+        store.scan_prefix(Table::History, b"", false, usize::MAX).unwrap().into_iter().map(|(key, _)| key).collect()
     };
     assert_eq!(keys(&store), expected);
     store.close().await.unwrap();
     drop(store);
 
     let store = Store::open(dir.path(), QUEUE).unwrap();
-    assert_eq!(
-        keys(&store),
-        expected,
-        "acknowledged writes must be durable"
-    );
+    assert_eq!(keys(&store), expected, "acknowledged writes must be durable");
     store.close().await.unwrap();
 }
 
@@ -198,40 +168,25 @@ async fn write_all_is_atomic_and_visible_together() {
         .write_all(vec![
             put(Table::Chunks, b"c1", b"one"),
             put(Table::Vectors, b"c1", b"vec"),
-            WriteOp::Delete {
-                table: Table::Chunks,
-                key: b"missing".to_vec(),
-            },
+            WriteOp::Delete { table: Table::Chunks, key: b"missing".to_vec() },
         ])
         .await
         .unwrap();
-    assert_eq!(
-        store.get(Table::Chunks, b"c1").unwrap(),
-        Some(b"one".to_vec())
-    );
-    assert_eq!(
-        store.get(Table::Vectors, b"c1").unwrap(),
-        Some(b"vec".to_vec())
-    );
+    assert_eq!(store.get(Table::Chunks, b"c1").unwrap(), Some(b"one".to_vec()));
+    assert_eq!(store.get(Table::Vectors, b"c1").unwrap(), Some(b"vec".to_vec()));
     // The same key in another table is another entry.
     assert_eq!(store.get(Table::Semantic, b"c1").unwrap(), None);
 
     let err = store
         .write_all(vec![
-            WriteOp::Delete {
-                table: Table::Chunks,
-                key: b"c1".to_vec(),
-            },
+            WriteOp::Delete { table: Table::Chunks, key: b"c1".to_vec() },
             put(Table::Chunks, b"c2", b"two"),
             WriteOp::Custom(Box::new(|_txn| Err(StoreError::Rejected("no".to_owned())))),
         ])
         .await
         .unwrap_err();
     assert!(matches!(err, StoreError::Rejected(_)), "{err:?}");
-    assert_eq!(
-        store.get(Table::Chunks, b"c1").unwrap(),
-        Some(b"one".to_vec())
-    );
+    assert_eq!(store.get(Table::Chunks, b"c1").unwrap(), Some(b"one".to_vec()));
     assert_eq!(store.get(Table::Chunks, b"c2").unwrap(), None);
     assert_eq!(store.stats().writes, 3);
     store.close().await.unwrap();
@@ -248,10 +203,8 @@ async fn custom_op_reads_and_writes_in_the_writer_transaction() {
                 let mut table = txn.open_table(Table::History.definition())?;
                 let next = match table.last()? {
                     Some((key, _)) => {
-                        let bytes: [u8; 8] = key
-                            .value()
-                            .try_into()
-                            .map_err(|_| StoreError::Rejected("bad key".to_owned()))?;
+                        let bytes: [u8; 8] =
+                            key.value().try_into().map_err(|_| StoreError::Rejected("bad key".to_owned()))?;
                         u64::from_be_bytes(bytes) + 1
                     }
                     None => 0,
@@ -281,66 +234,27 @@ async fn custom_op_reads_and_writes_in_the_writer_transaction() {
 async fn delete_prefix_deletes_exactly_the_prefix() {
     let dir = tempfile::tempdir().unwrap();
     let store = Store::open(dir.path(), QUEUE).unwrap();
-    let keys: [&[u8]; 9] = [
-        b"a",
-        b"aa",
-        b"ab",
-        b"abc",
-        b"ab\xff",
-        b"ab\xff\xff",
-        b"ac",
-        b"b",
-        b"\xff\xff",
-    ];
-    let ops = keys
-        .iter()
-        .map(|key| put(Table::Traces, key, b"x"))
-        .collect();
+    let keys: [&[u8]; 9] = [b"a", b"aa", b"ab", b"abc", b"ab\xff", b"ab\xff\xff", b"ac", b"b", b"\xff\xff"];
+    let ops = keys.iter().map(|key| put(Table::Traces, key, b"x")).collect();
     store.write_all(ops).await.unwrap();
 
-    store
-        .write(WriteOp::DeletePrefix {
-            table: Table::Traces,
-            prefix: b"ab".to_vec(),
-        })
-        .await
-        .unwrap();
+    store.write(WriteOp::DeletePrefix { table: Table::Traces, prefix: b"ab".to_vec() }).await.unwrap();
     let remaining = |store: &Store| -> Vec<Vec<u8>> {
-        store
-            .scan_prefix(Table::Traces, b"", false, usize::MAX)
-            .unwrap()
-            .into_iter()
-            .map(|(key, _)| key)
-            .collect()
+        store.scan_prefix(Table::Traces, b"", false, usize::MAX).unwrap().into_iter().map(|(key, _)| key).collect()
     };
     let expected: Vec<&[u8]> = vec![b"a", b"aa", b"ac", b"b", b"\xff\xff"];
     assert_eq!(remaining(&store), expected);
 
     // A prefix made of 0xFF bytes has no upper bound.
-    store
-        .write(WriteOp::DeletePrefix {
-            table: Table::Traces,
-            prefix: b"\xff".to_vec(),
-        })
-        .await
-        .unwrap();
+    store.write(WriteOp::DeletePrefix { table: Table::Traces, prefix: b"\xff".to_vec() }).await.unwrap();
     let expected: Vec<&[u8]> = vec![b"a", b"aa", b"ac", b"b"];
     assert_eq!(remaining(&store), expected);
 
     // The empty prefix deletes the table's contents, and only that table's.
     store.write(put(Table::Metrics, b"m", b"1")).await.unwrap();
-    store
-        .write(WriteOp::DeletePrefix {
-            table: Table::Traces,
-            prefix: Vec::new(),
-        })
-        .await
-        .unwrap();
+    store.write(WriteOp::DeletePrefix { table: Table::Traces, prefix: Vec::new() }).await.unwrap();
     assert!(remaining(&store).is_empty());
-    assert_eq!(
-        store.get(Table::Metrics, b"m").unwrap(),
-        Some(b"1".to_vec())
-    );
+    assert_eq!(store.get(Table::Metrics, b"m").unwrap(), Some(b"1".to_vec()));
     store.close().await.unwrap();
 }
 
@@ -363,13 +277,7 @@ async fn scan_prefix_orders_reverses_and_limits() {
             })
             .collect()
     };
-    let scan = |prefix: &[u8], reverse, limit| {
-        keys(
-            store
-                .scan_prefix(Table::History, prefix, reverse, limit)
-                .unwrap(),
-        )
-    };
+    let scan = |prefix: &[u8], reverse, limit| keys(store.scan_prefix(Table::History, prefix, reverse, limit).unwrap());
     let forward: Vec<&[u8]> = vec![b"s/1/a", b"s/1/b", b"s/1/c"];
     assert_eq!(scan(b"s/1/", false, 10), forward);
     let backward: Vec<&[u8]> = vec![b"s/1/c", b"s/1/b", b"s/1/a"];
@@ -382,25 +290,10 @@ async fn scan_prefix_orders_reverses_and_limits() {
     assert!(scan(b"u", false, 10).is_empty());
     assert_eq!(scan(b"s/", false, usize::MAX).len(), 4);
 
-    let via_async = store
-        .scan_prefix_async(Table::History, b"s/1/".to_vec(), true, 2)
-        .await
-        .unwrap();
+    let via_async = store.scan_prefix_async(Table::History, b"s/1/".to_vec(), true, 2).await.unwrap();
     assert_eq!(keys(via_async), last_two);
-    assert_eq!(
-        store
-            .get_async(Table::History, b"t/1/a".to_vec())
-            .await
-            .unwrap(),
-        Some(b"t/1/a".to_vec())
-    );
-    assert_eq!(
-        store
-            .get_async(Table::History, b"t/1".to_vec())
-            .await
-            .unwrap(),
-        None
-    );
+    assert_eq!(store.get_async(Table::History, b"t/1/a".to_vec()).await.unwrap(), Some(b"t/1/a".to_vec()));
+    assert_eq!(store.get_async(Table::History, b"t/1".to_vec()).await.unwrap(), None);
     store.close().await.unwrap();
 }
 
@@ -413,10 +306,7 @@ async fn write_after_close_is_refused_and_close_is_idempotent() {
     store.close().await.unwrap();
     store.close().await.unwrap();
 
-    let err = store
-        .write(put(Table::Meta, b"k2", b"v"))
-        .await
-        .unwrap_err();
+    let err = store.write(put(Table::Meta, b"k2", b"v")).await.unwrap_err();
     assert!(matches!(err, StoreError::Closed), "{err:?}");
     assert_eq!(err.to_string(), "the store is closed");
     assert!(matches!(store.check(), Err(StoreError::Closed)));
@@ -436,9 +326,7 @@ async fn close_drains_queued_writes() {
     started.await.unwrap();
     for idx in 0..10u8 {
         let store = Arc::clone(&store);
-        handles.push(tokio::spawn(async move {
-            store.write(put(Table::Metrics, &[idx], b"v")).await
-        }));
+        handles.push(tokio::spawn(async move { store.write(put(Table::Metrics, &[idx], b"v")).await }));
     }
     wait_queued(&store, 10).await;
     let closing = {
@@ -453,13 +341,7 @@ async fn close_drains_queued_writes() {
     assert_eq!(store.stats().writes, 11);
     drop(store);
     let store = Store::open(dir.path(), QUEUE).unwrap();
-    assert_eq!(
-        store
-            .scan_prefix(Table::Metrics, b"", false, usize::MAX)
-            .unwrap()
-            .len(),
-        10
-    );
+    assert_eq!(store.scan_prefix(Table::Metrics, b"", false, usize::MAX).unwrap().len(), 10);
     store.close().await.unwrap();
 }
 

@@ -46,12 +46,7 @@ impl Drop for AliveGuard<'_> {
 }
 
 /// The writer thread's body: runs until every sender is dropped and the queue is drained.
-pub(super) fn run(
-    db: &Database,
-    mut jobs: mpsc::Receiver<Job>,
-    counters: &Counters,
-    alive: &AtomicBool,
-) {
+pub(super) fn run(db: &Database, mut jobs: mpsc::Receiver<Job>, counters: &Counters, alive: &AtomicBool) {
     let _alive = AliveGuard(alive);
     while let Some(first) = jobs.blocking_recv() {
         let mut n_ops = first.ops.len();
@@ -111,17 +106,11 @@ fn commit_batch(db: &Database, batch: Vec<Job>, counters: &Counters) {
             Ok(()) => {
                 // Commit now, not durably, so that a later failure cannot take this job's
                 // effects with it: its closure has run and cannot be replayed.
-                let members: Vec<usize> = segment
-                    .drain(..)
-                    .map(|(idx, _)| idx)
-                    .chain([job_idx])
-                    .collect();
+                let members: Vec<usize> = segment.drain(..).map(|(idx, _)| idx).chain([job_idx]).collect();
                 if let Err(err) = commit(current, Durability::None) {
                     error!(error = %err, "store writer: non-durable commit failed");
                     for idx in members {
-                        failures[idx] = Some(StoreError::BatchFailed {
-                            reason: err.to_string(),
-                        });
+                        failures[idx] = Some(StoreError::BatchFailed { reason: err.to_string() });
                     }
                 }
             }
@@ -138,10 +127,9 @@ fn commit_batch(db: &Database, batch: Vec<Job>, counters: &Counters) {
     if n_ok > 0 {
         let durable = match txn.take() {
             Some(current) => commit(current, Durability::Immediate),
-            None => db
-                .begin_write()
-                .map_err(StoreError::from)
-                .and_then(|current| commit(current, Durability::Immediate)),
+            None => {
+                db.begin_write().map_err(StoreError::from).and_then(|current| commit(current, Durability::Immediate))
+            }
         };
         match durable {
             Ok(()) => {
@@ -152,16 +140,12 @@ fn commit_batch(db: &Database, batch: Vec<Job>, counters: &Counters) {
                     .map(|(count, _)| count)
                     .sum();
                 counters.commits.fetch_add(1, Ordering::Relaxed);
-                counters
-                    .writes
-                    .fetch_add(n_written as u64, Ordering::Relaxed);
+                counters.writes.fetch_add(n_written as u64, Ordering::Relaxed);
             }
             Err(err) => {
                 error!(error = %err, n_jobs = n_ok, "store writer: durable commit failed");
                 for failure in failures.iter_mut().filter(|failure| failure.is_none()) {
-                    *failure = Some(StoreError::BatchFailed {
-                        reason: err.to_string(),
-                    });
+                    *failure = Some(StoreError::BatchFailed { reason: err.to_string() });
                 }
             }
         }
@@ -194,9 +178,7 @@ fn restart(
             Err(err) => {
                 let reason = err.to_string();
                 for (idx, _) in segment.drain(..) {
-                    failures[idx] = Some(StoreError::BatchFailed {
-                        reason: reason.clone(),
-                    });
+                    failures[idx] = Some(StoreError::BatchFailed { reason: reason.clone() });
                 }
                 return None;
             }
@@ -216,10 +198,7 @@ fn restart(
 }
 
 fn commit(mut txn: WriteTransaction, durability: Durability) -> Result<(), StoreError> {
-    txn.set_durability(durability)
-        .map_err(|err| StoreError::BatchFailed {
-            reason: err.to_string(),
-        })?;
+    txn.set_durability(durability).map_err(|err| StoreError::BatchFailed { reason: err.to_string() })?;
     txn.commit()?;
     Ok(())
 }
@@ -269,9 +248,7 @@ fn apply_data_ops(txn: &WriteTransaction, ops: &[WriteOp]) -> Result<(), StoreEr
             }
             WriteOp::Custom(_) => {
                 // `commit_batch` routes every job holding a closure to `apply_ops`.
-                return Err(StoreError::Rejected(
-                    "internal: a custom op reached the replayable path".to_owned(),
-                ));
+                return Err(StoreError::Rejected("internal: a custom op reached the replayable path".to_owned()));
             }
         }
     }

@@ -1,0 +1,87 @@
+//! `GET /v1/agents` and `GET /v1/agents/{name}`: the agents and their configuration, in
+//! API.md's summary shapes (not the raw YAML).
+
+use axum::extract::State;
+use axum::routing::get;
+use axum::{Json, Router};
+use serde_json::{json, Value};
+
+use super::error::ApiError;
+use super::extract::ApiPath;
+use super::AppState;
+use crate::config::model::ModelCandidate;
+use crate::config::{AgentEntry, AgentState};
+
+pub(crate) fn router() -> Router<AppState> {
+    Router::new().route("/v1/agents", get(list)).route("/v1/agents/{name}", get(show))
+}
+
+fn model_label(candidate: &ModelCandidate) -> String {
+    format!("{}/{}", candidate.provider, candidate.model)
+}
+
+fn summary(entry: &AgentEntry) -> Value {
+    match &entry.state {
+        AgentState::Ready(config) => json!({
+            "name": entry.name,
+            "description": config.description,
+            "model": config.model.primary().map(model_label),
+            "orchestration": config.orchestration.pattern.as_str(),
+            "status": "ready",
+        }),
+        AgentState::Error(message) => json!({
+            "name": entry.name,
+            "description": entry.description,
+            "model": null,
+            "orchestration": null,
+            "status": "error",
+            "error": message,
+        }),
+    }
+}
+
+async fn list(State(app): State<AppState>) -> Json<Value> {
+    let agents: Vec<Value> = app.runtime.agents().iter().map(summary).collect();
+    Json(json!({ "agents": agents }))
+}
+
+async fn show(State(app): State<AppState>, ApiPath(name): ApiPath<String>) -> Result<Json<Value>, ApiError> {
+    let entry = app.runtime.agent(&name).ok_or_else(|| ApiError::NotFound(format!("Agent '{name}' not found")))?;
+    let config = match &entry.state {
+        AgentState::Ready(config) => config,
+        AgentState::Error(_) => return Ok(Json(summary(entry))),
+    };
+    let pair = |candidate: &ModelCandidate| json!({ "provider": candidate.provider, "model": candidate.model });
+    let roles: serde_json::Map<String, Value> = config
+        .model
+        .roles
+        .iter()
+        .map(|(role, role_config)| {
+            (role.clone(), json!(role_config.candidates.iter().map(model_label).collect::<Vec<_>>()))
+        })
+        .collect();
+    Ok(Json(json!({
+        "name": entry.name,
+        "display_name": config.display_name,
+        "description": config.description,
+        "version": config.version,
+        "model": {
+            "primary": config.model.default.candidates.first().map(pair),
+            "fallback": config.model.default.candidates.get(1).map(pair),
+            "extra": config.model.default.candidates.iter().skip(2).map(pair).collect::<Vec<_>>(),
+            "routing": config.model.default.strategy.as_str(),
+            "roles": roles,
+        },
+        "orchestration": {
+            "pattern": config.orchestration.pattern.as_str(),
+            "max_iterations": config.orchestration.max_iterations,
+            "timeout": config.orchestration.timeout.as_secs_f64(),
+        },
+        "tools": config.tools.iter().map(|tool| tool.name.as_str()).collect::<Vec<_>>(),
+        "memory": {
+            "conversational": config.memory.conversational_backend,
+            "semantic": config.memory.semantic_backend,
+        },
+        "status": "ready",
+    })))
+}

@@ -1,0 +1,99 @@
+//! `ApiError`: the one place that knows HTTP status codes, and the `{"detail": ...}` envelope.
+//!
+//! Library errors convert into `ApiError` with `From`; handlers just use `?`. Validation errors
+//! use the list form existing clients parse (`[{loc, msg, type}]`). 5xx errors are logged with
+//! their full chain and the client gets a generic message.
+
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde::Serialize;
+use serde_json::json;
+
+/// One entry of a 422 body: where, what, and a machine-readable kind.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct FieldError {
+    pub loc: Vec<serde_json::Value>,
+    pub msg: String,
+    #[serde(rename = "type")]
+    pub kind: String,
+}
+
+impl FieldError {
+    pub fn new(loc: Vec<serde_json::Value>, msg: impl Into<String>, kind: &str) -> FieldError {
+        FieldError { loc, msg: msg.into(), kind: kind.to_string() }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    #[error("{0}")]
+    NotFound(String),
+    #[error("validation failed")]
+    Validation(Vec<FieldError>),
+    #[error("{0}")]
+    BadRequest(String),
+    #[error("{0}")]
+    Conflict(String),
+    #[error("{0}")]
+    PayloadTooLarge(String),
+    #[error("{0}")]
+    Timeout(String),
+    #[error("{0}")]
+    Unavailable(String),
+    #[error("Method Not Allowed")]
+    MethodNotAllowed,
+    #[error("{0}")]
+    Unauthorized(String),
+    #[error("internal error: {0}")]
+    Internal(Box<dyn std::error::Error + Send + Sync>),
+}
+
+impl ApiError {
+    /// A single 422 entry.
+    pub fn invalid(loc: Vec<serde_json::Value>, msg: impl Into<String>, kind: &str) -> ApiError {
+        ApiError::Validation(vec![FieldError::new(loc, msg, kind)])
+    }
+
+    pub fn status(&self) -> StatusCode {
+        match self {
+            ApiError::NotFound(_) => StatusCode::NOT_FOUND,
+            ApiError::Validation(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            ApiError::Conflict(_) => StatusCode::CONFLICT,
+            ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::Timeout(_) => StatusCode::REQUEST_TIMEOUT,
+            ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            ApiError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
+            ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let status = self.status();
+        let detail = match &self {
+            ApiError::Validation(errors) => json!(errors),
+            ApiError::Internal(error) => {
+                let mut chain = error.to_string();
+                let mut source = error.source();
+                while let Some(cause) = source {
+                    chain.push_str(&format!(": {cause}"));
+                    source = cause.source();
+                }
+                tracing::error!(error = %chain, "internal error");
+                json!("Internal Server Error")
+            }
+            other => json!(other.to_string()),
+        };
+        (status, Json(json!({ "detail": detail }))).into_response()
+    }
+}
+
+impl From<crate::store::StoreError> for ApiError {
+    fn from(error: crate::store::StoreError) -> ApiError {
+        ApiError::Internal(Box::new(error))
+    }
+}

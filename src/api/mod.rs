@@ -1,0 +1,91 @@
+//! The HTTP edge: axum routes for `/v1`, one file per resource, plus the middleware stack.
+//!
+//! Handlers extract, call one library function and wrap the result; wire-only shapes live
+//! here. **Architecture Invariant:** no other module (besides `lib.rs` and `main.rs`) uses axum
+//! or tower-http, so the runtime can be driven by the CLI and tests without HTTP.
+
+mod agents;
+pub mod error;
+pub mod extract;
+mod health;
+mod system;
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::http::{HeaderValue, Method};
+use axum::response::{IntoResponse, Response};
+use axum::Router;
+use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::cors::{AllowOrigin, Any, CorsLayer};
+
+use crate::config::Config;
+use crate::runtime::Runtime;
+use crate::store::Store;
+use error::ApiError;
+
+/// What every handler can reach. Cheap to clone.
+#[derive(Clone)]
+pub struct AppState {
+    pub config: Arc<Config>,
+    pub runtime: Arc<Runtime>,
+    pub store: Arc<Store>,
+    pub started: Instant,
+}
+
+/// The whole `/v1` router with its middleware, ready to serve.
+pub fn router(state: AppState) -> Router {
+    let max_body = state.config.runtime.max_body_bytes;
+    let cors = cors_layer(&state.config.runtime.cors_origins);
+    let router = Router::new()
+        .merge(health::router())
+        .merge(agents::router())
+        .merge(system::router())
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .with_state(state)
+        .layer(axum::extract::DefaultBodyLimit::max(max_body))
+        .layer(tower_http::trace::TraceLayer::new_for_http().make_span_with(|request: &axum::http::Request<_>| {
+            // Name the span with the matched route, never the raw URI (ids, names).
+            let route = request
+                .extensions()
+                .get::<axum::extract::MatchedPath>()
+                .map(|path| path.as_str().to_string())
+                .unwrap_or_else(|| "unmatched".to_string());
+            tracing::debug_span!("http", method = %request.method(), route)
+        }))
+        .layer(CatchPanicLayer::custom(|_panic: Box<dyn std::any::Any + Send>| {
+            tracing::error!("a request handler panicked");
+            ApiError::Internal("handler panicked".into()).into_response()
+        }));
+    match cors {
+        Some(cors) => router.layer(cors),
+        None => router,
+    }
+}
+
+fn cors_layer(origins: &[String]) -> Option<CorsLayer> {
+    if origins.is_empty() {
+        return None;
+    }
+    let allow = if origins.iter().any(|origin| origin == "*") {
+        AllowOrigin::from(Any)
+    } else {
+        let values: Vec<HeaderValue> = origins.iter().filter_map(|origin| HeaderValue::from_str(origin).ok()).collect();
+        AllowOrigin::list(values)
+    };
+    Some(
+        CorsLayer::new()
+            .allow_origin(allow)
+            .allow_methods([Method::GET, Method::POST, Method::PUT, Method::DELETE, Method::PATCH, Method::OPTIONS])
+            .allow_headers(Any),
+    )
+}
+
+async fn not_found() -> Response {
+    ApiError::NotFound("Not Found".to_string()).into_response()
+}
+
+async fn method_not_allowed() -> Response {
+    ApiError::MethodNotAllowed.into_response()
+}
