@@ -4,3 +4,4 @@
 //! drive the same code the daemon runs. `App::build` (in `app`) is the one composition root.
 
 pub mod config;
+pub mod providers;
