@@ -1,1 +1,4 @@
-mod x {}
+//! The one integration-test binary (STYLE.md §8): every module shares `support`.
+
+mod providers;
+mod support;

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
 
-use super::http::{excerpt, host_of, image_parts, read_json, read_stream, resolve_key, HttpEndpoint};
+use super::http::{excerpt, host_of, image_parts, read_json, read_stream, resolve_key, Auth, HttpEndpoint};
 use super::stream::{Assembled, SseDecoder, SseEvent, StreamAssembler, StreamFault, ToolCallParts};
 use super::{Capabilities, ChatMessage, ChatModel, ChatRequest, ChatResponse, ProviderError, Role, ToolCall, Usage};
 use crate::config::model::ModelCandidate;
@@ -43,24 +43,24 @@ impl Anthropic {
         })
     }
 
-    fn auth(&self) -> Result<(Vec<(&'static str, String)>, Option<Secret>), ProviderError> {
+    fn auth(&self) -> Result<Auth, ProviderError> {
         let key = resolve_key(self.api_key.as_ref(), self.api_key_env.as_deref(), self.key_required)?;
         let mut headers = vec![("anthropic-version", API_VERSION.to_string())];
         if let Some(key) = &key {
             headers.push(("x-api-key", key.expose().to_string()));
         }
-        Ok((headers, key))
+        Ok(Auth { headers, secret: key })
     }
 }
 
 impl ChatModel for Anthropic {
     fn complete(&self, request: &ChatRequest, timeout: Duration) -> Result<ChatResponse, ProviderError> {
         let started = Instant::now();
-        let (headers, secret) = self.auth()?;
+        let auth = self.auth()?;
         let url = self.http.url("/v1/messages");
         let body = request_body(&self.model, request, &request.merged_parameters(&self.parameters), false);
-        let response = self.http.post_json(&url, &headers, secret.as_ref(), &body, timeout)?;
-        let parsed: MessageBody = read_json(response, &url, timeout)?;
+        let response = self.http.post_json(&url, &auth, &body, timeout)?;
+        let parsed: MessageBody = read_json(response, &url, self.http.timeouts(timeout).0)?;
         Ok(parse_message(parsed).into_response(&self.provider, &self.model, started.elapsed()))
     }
 
@@ -71,18 +71,18 @@ impl ChatModel for Anthropic {
         on_token: &mut dyn FnMut(&str) -> bool,
     ) -> Result<ChatResponse, ProviderError> {
         let started = Instant::now();
-        let (headers, secret) = self.auth()?;
+        let auth = self.auth()?;
         let url = self.http.url("/v1/messages");
         let body = request_body(&self.model, request, &request.merged_parameters(&self.parameters), true);
-        let response = self.http.post_json(&url, &headers, secret.as_ref(), &body, timeout)?;
+        let response = self.http.post_json(&url, &auth, &body, timeout)?;
         let mut assembler = AnthropicAssembler::default();
         read_stream(response, &mut assembler, on_token, &url, self.http.timeouts(timeout).0)?;
         Ok(assembler.assembled().into_response(&self.provider, &self.model, started.elapsed()))
     }
 
     fn health(&self, timeout: Duration) -> Result<(), ProviderError> {
-        let (headers, secret) = self.auth()?;
-        self.http.get(&self.http.url("/v1/models"), &headers, secret.as_ref(), timeout).map(drop)
+        let auth = self.auth()?;
+        self.http.get(&self.http.url("/v1/models"), &auth, timeout).map(drop)
     }
 
     fn capabilities(&self) -> Capabilities {
@@ -155,7 +155,8 @@ fn wire_messages(messages: &[ChatMessage]) -> Vec<Value> {
                     let input = if call.arguments.is_object() { call.arguments.clone() } else { json!({}) };
                     blocks.push(json!({"type": "tool_use", "id": call.id, "name": call.name, "input": input}));
                 }
-                let content = if blocks.is_empty() { Value::from(message.content.as_str()) } else { Value::Array(blocks) };
+                let content =
+                    if blocks.is_empty() { Value::from(message.content.as_str()) } else { Value::Array(blocks) };
                 wire.push(json!({"role": "assistant", "content": content}));
             }
             Role::Tool => {
@@ -181,7 +182,9 @@ fn wire_messages(messages: &[ChatMessage]) -> Vec<Value> {
 
 fn image_block(image: &str) -> Value {
     match image_parts(image) {
-        Some((media_type, data)) => json!({"type": "image", "source": {"type": "base64", "media_type": media_type, "data": data}}),
+        Some((media_type, data)) => {
+            json!({"type": "image", "source": {"type": "base64", "media_type": media_type, "data": data}})
+        }
         None => json!({"type": "image", "source": {"type": "url", "url": image}}),
     }
 }
@@ -212,7 +215,9 @@ fn parse_message(body: MessageBody) -> Assembled {
     for block in &body.content {
         match block.get("type").and_then(Value::as_str) {
             Some("text") => out.content.push_str(block.get("text").and_then(Value::as_str).unwrap_or_default()),
-            Some("thinking") => out.reasoning.push_str(block.get("thinking").and_then(Value::as_str).unwrap_or_default()),
+            Some("thinking") => {
+                out.reasoning.push_str(block.get("thinking").and_then(Value::as_str).unwrap_or_default())
+            }
             Some("tool_use") => out.tool_calls.push(ToolCall {
                 id: block.get("id").and_then(Value::as_str).unwrap_or_default().to_string(),
                 name: block.get("name").and_then(Value::as_str).unwrap_or_default().to_string(),
@@ -369,7 +374,8 @@ mod tests {
             ChatMessage::tool_result("t1", "a", "one"),
             ChatMessage::tool_result("t2", "b", "two"),
         ]);
-        request.tools = vec![ToolSpec { name: "a".into(), description: "A".into(), parameters: json!({"type": "object"}) }];
+        request.tools =
+            vec![ToolSpec { name: "a".into(), description: "A".into(), parameters: json!({"type": "object"}) }];
         let mut parameters = Map::new();
         parameters.insert("stop".into(), json!("END"));
         let body = request_body("claude-x", &request, &parameters, false);
@@ -418,19 +424,31 @@ mod tests {
 
     fn sample_stream(parts: &[String]) -> String {
         let mut frames = vec![
-            ("message_start", json!({"type": "message_start", "message": {"model": "claude-m", "usage": {"input_tokens": 11, "output_tokens": 1}}})),
-            ("content_block_start", json!({"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}})),
+            (
+                "message_start",
+                json!({"type": "message_start", "message": {"model": "claude-m", "usage": {"input_tokens": 11, "output_tokens": 1}}}),
+            ),
+            (
+                "content_block_start",
+                json!({"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}}),
+            ),
             ("ping", json!({"type": "ping"})),
         ];
         for part in parts {
-            frames.push(("content_block_delta", json!({"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": part}})));
+            frames.push((
+                "content_block_delta",
+                json!({"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": part}}),
+            ));
         }
         frames.push(("content_block_stop", json!({"type": "content_block_stop", "index": 0})));
         frames.push(("content_block_start", json!({"type": "content_block_start", "index": 1, "content_block": {"type": "tool_use", "id": "toolu_9", "name": "search", "input": {}}})));
         for fragment in ["{\"q\": ", "\"ñ", "\"}"] {
             frames.push(("content_block_delta", json!({"type": "content_block_delta", "index": 1, "delta": {"type": "input_json_delta", "partial_json": fragment}})));
         }
-        frames.push(("message_delta", json!({"type": "message_delta", "delta": {"stop_reason": "tool_use"}, "usage": {"output_tokens": 5}})));
+        frames.push((
+            "message_delta",
+            json!({"type": "message_delta", "delta": {"stop_reason": "tool_use"}, "usage": {"output_tokens": 5}}),
+        ));
         frames.push(("message_stop", json!({"type": "message_stop"})));
         frames.iter().map(|(event, data)| format!("event: {event}\ndata: {data}\n\n")).collect()
     }

@@ -23,6 +23,13 @@ const EXCERPT_CHARS: usize = 300;
 /// Error bodies are read up to this many bytes (the excerpt needs far less).
 const ERROR_BODY_LIMIT: u64 = 64 * 1024;
 
+/// The headers that carry a key, and the key itself (to redact it from quoted error bodies).
+#[derive(Default)]
+pub(crate) struct Auth {
+    pub headers: Vec<(&'static str, String)>,
+    pub secret: Option<Secret>,
+}
+
 /// A base URL with its agent, custom headers and timeouts.
 pub(crate) struct HttpEndpoint {
     agent: ureq::Agent,
@@ -71,63 +78,71 @@ impl HttpEndpoint {
     pub(crate) fn post_json(
         &self,
         url: &str,
-        auth: &[(&str, String)],
-        secret: Option<&Secret>,
+        auth: &Auth,
         body: &Value,
         remaining: Duration,
     ) -> Result<Response<Body>, ProviderError> {
         let (total, connect) = self.timeouts(remaining);
-        let mut request = self.agent.post(url).config().timeout_global(Some(total)).timeout_connect(Some(connect)).build();
+        let mut request =
+            self.agent.post(url).config().timeout_global(Some(total)).timeout_connect(Some(connect)).build();
         for (name, value) in &self.headers {
             request = request.header(name, value);
         }
-        for (name, value) in auth {
+        for (name, value) in &auth.headers {
             request = request.header(*name, value.as_str());
         }
         let response = request.send_json(body).map_err(|error| map_ureq_error(error, url, total, connect))?;
-        check_status(response, url, secret)
+        check_status(response, url, auth.secret.as_ref())
     }
 
     /// GETs `url` and returns the response if its status is 2xx.
-    pub(crate) fn get(
-        &self,
-        url: &str,
-        auth: &[(&str, String)],
-        secret: Option<&Secret>,
-        timeout: Duration,
-    ) -> Result<Response<Body>, ProviderError> {
+    pub(crate) fn get(&self, url: &str, auth: &Auth, timeout: Duration) -> Result<Response<Body>, ProviderError> {
         let total = timeout.max(Duration::from_millis(1));
         let connect = self.connect_timeout.min(total);
-        let mut request = self.agent.get(url).config().timeout_global(Some(total)).timeout_connect(Some(connect)).build();
+        let mut request =
+            self.agent.get(url).config().timeout_global(Some(total)).timeout_connect(Some(connect)).build();
         for (name, value) in &self.headers {
             request = request.header(name, value);
         }
-        for (name, value) in auth {
+        for (name, value) in &auth.headers {
             request = request.header(*name, value.as_str());
         }
         let response = request.call().map_err(|error| map_ureq_error(error, url, total, connect))?;
-        check_status(response, url, secret)
+        check_status(response, url, auth.secret.as_ref())
     }
 }
 
-fn check_status(mut response: Response<Body>, url: &str, secret: Option<&Secret>) -> Result<Response<Body>, ProviderError> {
+fn check_status(
+    mut response: Response<Body>,
+    url: &str,
+    secret: Option<&Secret>,
+) -> Result<Response<Body>, ProviderError> {
     let status = response.status().as_u16();
     if (200..300).contains(&status) {
         return Ok(response);
     }
-    let text = response.body_mut().with_config().limit(ERROR_BODY_LIMIT).lossy_utf8(true).read_to_string().unwrap_or_default();
+    let text =
+        response.body_mut().with_config().limit(ERROR_BODY_LIMIT).lossy_utf8(true).read_to_string().unwrap_or_default();
     Err(ProviderError::Status { url: url.to_string(), status, body: excerpt(&redact(&text, secret)) })
 }
 
 /// Reads a whole JSON body into `T`.
-pub(crate) fn read_json<T: DeserializeOwned>(response: Response<Body>, url: &str, remaining: Duration) -> Result<T, ProviderError> {
+pub(crate) fn read_json<T: DeserializeOwned>(
+    response: Response<Body>,
+    url: &str,
+    total: Duration,
+) -> Result<T, ProviderError> {
     let mut body = response.into_body();
     let text = body.read_to_string().map_err(|error| match error {
-        ureq::Error::Timeout(_) => ProviderError::Timeout { url: url.to_string(), timeout: remaining },
-        other => ProviderError::StreamInterrupted { url: url.to_string(), received_bytes: 0, reason: other.to_string() },
+        ureq::Error::Timeout(_) => ProviderError::Timeout { url: url.to_string(), timeout: total },
+        other => {
+            ProviderError::StreamInterrupted { url: url.to_string(), received_bytes: 0, reason: other.to_string() }
+        }
     })?;
-    serde_json::from_str(&text)
-        .map_err(|error| ProviderError::Malformed { url: url.to_string(), detail: format!("{error} (body: {})", excerpt(&text)) })
+    serde_json::from_str(&text).map_err(|error| ProviderError::Malformed {
+        url: url.to_string(),
+        detail: format!("{error} (body: {})", excerpt(&text)),
+    })
 }
 
 /// Reads a streaming body into `assembler`, forwarding text deltas to `on_token` until the
@@ -145,7 +160,9 @@ pub(crate) fn read_stream<A: StreamAssembler>(
     let mut received_bytes: u64 = 0;
     let fault = |fault: StreamFault, received_bytes: u64| match fault {
         StreamFault::Malformed(detail) => ProviderError::Malformed { url: url.to_string(), detail },
-        StreamFault::Upstream(reason) => ProviderError::StreamInterrupted { url: url.to_string(), received_bytes, reason },
+        StreamFault::Upstream(reason) => {
+            ProviderError::StreamInterrupted { url: url.to_string(), received_bytes, reason }
+        }
     };
     loop {
         let n_read = match reader.read(&mut buffer) {
@@ -155,7 +172,11 @@ pub(crate) fn read_stream<A: StreamAssembler>(
             Err(error) => {
                 return Err(match ureq::Error::from(error) {
                     ureq::Error::Timeout(_) => ProviderError::Timeout { url: url.to_string(), timeout: total },
-                    other => ProviderError::StreamInterrupted { url: url.to_string(), received_bytes, reason: other.to_string() },
+                    other => ProviderError::StreamInterrupted {
+                        url: url.to_string(),
+                        received_bytes,
+                        reason: other.to_string(),
+                    },
                 })
             }
         };
@@ -190,11 +211,17 @@ pub(crate) fn read_stream<A: StreamAssembler>(
 pub(crate) fn map_ureq_error(error: ureq::Error, url: &str, total: Duration, connect: Duration) -> ProviderError {
     let url = url.to_string();
     match error {
-        ureq::Error::Timeout(ureq::Timeout::Connect | ureq::Timeout::Resolve) => ProviderError::ConnectTimeout { url, timeout: connect },
+        ureq::Error::Timeout(ureq::Timeout::Connect | ureq::Timeout::Resolve) => {
+            ProviderError::ConnectTimeout { url, timeout: connect }
+        }
         ureq::Error::Timeout(_) => ProviderError::Timeout { url, timeout: total },
         ureq::Error::HostNotFound => ProviderError::Dns { url },
-        ureq::Error::Io(io) if io.kind() == std::io::ErrorKind::ConnectionRefused => ProviderError::ConnectionRefused { url },
-        ureq::Error::Io(io) if io.kind() == std::io::ErrorKind::TimedOut => ProviderError::Timeout { url, timeout: total },
+        ureq::Error::Io(io) if io.kind() == std::io::ErrorKind::ConnectionRefused => {
+            ProviderError::ConnectionRefused { url }
+        }
+        ureq::Error::Io(io) if io.kind() == std::io::ErrorKind::TimedOut => {
+            ProviderError::Timeout { url, timeout: total }
+        }
         ureq::Error::Io(io) => ProviderError::Connection { url, reason: io.to_string() },
         other => ProviderError::Connection { url, reason: other.to_string() },
     }
@@ -202,7 +229,11 @@ pub(crate) fn map_ureq_error(error: ureq::Error, url: &str, total: Duration, con
 
 /// The key to send: the configured one, else the environment variable's value. A missing
 /// variable is an error when `required`; otherwise no key is sent (local servers accept none).
-pub(crate) fn resolve_key(api_key: Option<&Secret>, api_key_env: Option<&str>, required: bool) -> Result<Option<Secret>, ProviderError> {
+pub(crate) fn resolve_key(
+    api_key: Option<&Secret>,
+    api_key_env: Option<&str>,
+    required: bool,
+) -> Result<Option<Secret>, ProviderError> {
     if let Some(key) = api_key {
         return Ok(Some(key.clone()));
     }
@@ -305,7 +336,13 @@ mod tests {
         let key = resolve_key(Some(&secret), Some("ASTROMESH_UNSET_VARIABLE_FOR_TEST"), true);
         assert_eq!(key.map(|key| key.map(|key| key.expose().to_string())), Ok(Some("k".to_string())));
         let missing = resolve_key(None, Some("ASTROMESH_UNSET_VARIABLE_FOR_TEST"), true);
-        assert_eq!(missing.map(|_| ()), Err(ProviderError::MissingApiKey { env: "ASTROMESH_UNSET_VARIABLE_FOR_TEST".into() }));
-        assert_eq!(resolve_key(None, Some("ASTROMESH_UNSET_VARIABLE_FOR_TEST"), false).map(|key| key.is_none()), Ok(true));
+        assert_eq!(
+            missing.map(|_| ()),
+            Err(ProviderError::MissingApiKey { env: "ASTROMESH_UNSET_VARIABLE_FOR_TEST".into() })
+        );
+        assert_eq!(
+            resolve_key(None, Some("ASTROMESH_UNSET_VARIABLE_FOR_TEST"), false).map(|key| key.is_none()),
+            Ok(true)
+        );
     }
 }

@@ -122,12 +122,9 @@ impl ToolCall {
         }
         match serde_json::from_str::<Value>(text) {
             Ok(arguments) => ToolCall { id, name, arguments, raw_arguments: None },
-            Err(_) => ToolCall {
-                id,
-                name,
-                arguments: Value::Object(Map::new()),
-                raw_arguments: Some(text.to_string()),
-            },
+            Err(_) => {
+                ToolCall { id, name, arguments: Value::Object(Map::new()), raw_arguments: Some(text.to_string()) }
+            }
         }
     }
 }

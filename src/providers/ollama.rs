@@ -11,14 +11,24 @@ use std::time::{Duration, Instant};
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
 
-use super::http::{excerpt, image_parts, read_json, read_stream, HttpEndpoint};
+use super::http::{excerpt, image_parts, read_json, read_stream, Auth, HttpEndpoint};
 use super::stream::{Assembled, NdjsonDecoder, StreamAssembler, StreamFault};
 use super::{Capabilities, ChatMessage, ChatModel, ChatRequest, ChatResponse, ProviderError, Role, ToolCall, Usage};
 use crate::config::model::ModelCandidate;
 
 /// Parameters that Ollama reads from `options`, not from the top level.
-const OPTION_KEYS: &[&str] =
-    &["temperature", "top_p", "top_k", "min_p", "seed", "stop", "num_ctx", "repeat_penalty", "num_predict", "repeat_last_n"];
+const OPTION_KEYS: &[&str] = &[
+    "temperature",
+    "top_p",
+    "top_k",
+    "min_p",
+    "seed",
+    "stop",
+    "num_ctx",
+    "repeat_penalty",
+    "num_predict",
+    "repeat_last_n",
+];
 
 static NEXT_CALL_ID: AtomicU64 = AtomicU64::new(0);
 
@@ -49,8 +59,8 @@ impl ChatModel for Ollama {
         let started = Instant::now();
         let url = self.http.url("/api/chat");
         let body = request_body(&self.model, request, &request.merged_parameters(&self.parameters), false);
-        let response = self.http.post_json(&url, &[], None, &body, timeout)?;
-        let chunk: ChatChunk = read_json(response, &url, timeout)?;
+        let response = self.http.post_json(&url, &Auth::default(), &body, timeout)?;
+        let chunk: ChatChunk = read_json(response, &url, self.http.timeouts(timeout).0)?;
         if let Some(error) = chunk.error {
             return Err(ProviderError::Malformed { url, detail: format!("the response is an error: {error}") });
         }
@@ -68,14 +78,14 @@ impl ChatModel for Ollama {
         let started = Instant::now();
         let url = self.http.url("/api/chat");
         let body = request_body(&self.model, request, &request.merged_parameters(&self.parameters), true);
-        let response = self.http.post_json(&url, &[], None, &body, timeout)?;
+        let response = self.http.post_json(&url, &Auth::default(), &body, timeout)?;
         let mut assembler = OllamaAssembler::default();
         read_stream(response, &mut assembler, on_token, &url, self.http.timeouts(timeout).0)?;
         Ok(assembler.assembled().into_response(&self.provider, &self.model, started.elapsed()))
     }
 
     fn health(&self, timeout: Duration) -> Result<(), ProviderError> {
-        self.http.get(&self.http.url("/api/tags"), &[], None, timeout).map(drop)
+        self.http.get(&self.http.url("/api/tags"), &Auth::default(), timeout).map(drop)
     }
 
     fn capabilities(&self) -> Capabilities {
@@ -98,7 +108,8 @@ pub(crate) fn request_body(model: &str, request: &ChatRequest, parameters: &Map<
                 options.entry("num_predict").or_insert(value.clone());
             }
             "options" if value.is_object() => {
-                options.extend(value.as_object().into_iter().flatten().map(|(key, value)| (key.clone(), value.clone())));
+                options
+                    .extend(value.as_object().into_iter().flatten().map(|(key, value)| (key.clone(), value.clone())));
             }
             key if OPTION_KEYS.contains(&key) => {
                 options.insert(key.to_string(), value.clone());
@@ -129,7 +140,11 @@ fn wire_message(message: &ChatMessage) -> Value {
     wire.insert("content".into(), Value::from(message.content.as_str()));
     if !message.images.is_empty() {
         // Ollama wants bare base64; a data-URL prefix makes it fail to decode.
-        let images = message.images.iter().map(|image| Value::from(image_parts(image).map_or_else(|| image.clone(), |(_, data)| data))).collect();
+        let images = message
+            .images
+            .iter()
+            .map(|image| Value::from(image_parts(image).map_or_else(|| image.clone(), |(_, data)| data)))
+            .collect();
         wire.insert("images".into(), Value::Array(images));
     }
     if !message.tool_calls.is_empty() {
@@ -292,7 +307,10 @@ mod tests {
             parameters.insert(key.into(), value);
         }
         let body = request_body("llama3", &ChatRequest::new(vec![ChatMessage::user("x")]), &parameters, false);
-        assert_eq!(body["options"], json!({"num_predict": 64, "temperature": 0.1, "seed": 7, "num_ctx": 4096, "mirostat": 2}));
+        assert_eq!(
+            body["options"],
+            json!({"num_predict": 64, "temperature": 0.1, "seed": 7, "num_ctx": 4096, "mirostat": 2})
+        );
         assert_eq!(body["format"], "json");
         assert_eq!(body["keep_alive"], "5m");
         assert!(body.get("tools").is_none());
@@ -303,7 +321,11 @@ mod tests {
         let mut user = ChatMessage::user("see");
         user.images = vec!["data:image/png;base64,iVBOR".into()];
         let call = ToolCall { id: "call_1".into(), name: "f".into(), arguments: json!({"a": 1}), raw_arguments: None };
-        let request = ChatRequest::new(vec![user, ChatMessage::assistant_tool_calls("", vec![call]), ChatMessage::tool_result("call_1", "f", "ok")]);
+        let request = ChatRequest::new(vec![
+            user,
+            ChatMessage::assistant_tool_calls("", vec![call]),
+            ChatMessage::tool_result("call_1", "f", "ok"),
+        ]);
         let body = request_body("llava", &request, &Map::new(), false);
         assert_eq!(body["messages"][0]["images"], json!(["iVBOR"]));
         assert_eq!(body["messages"][1]["tool_calls"], json!([{"function": {"name": "f", "arguments": {"a": 1}}}]));
@@ -329,7 +351,10 @@ mod tests {
     }
 
     fn sample_stream(parts: &[String]) -> String {
-        let mut lines: Vec<Value> = parts.iter().map(|part| json!({"model": "llama3", "message": {"role": "assistant", "content": part}, "done": false})).collect();
+        let mut lines: Vec<Value> = parts
+            .iter()
+            .map(|part| json!({"model": "llama3", "message": {"role": "assistant", "content": part}, "done": false}))
+            .collect();
         lines.push(json!({"model": "llama3", "message": {"role": "assistant", "content": "", "tool_calls": [{"function": {"name": "lookup", "arguments": {"q": "ü"}}}]}, "done": false}));
         lines.push(json!({"model": "llama3", "message": {"role": "assistant", "content": ""}, "done": true, "done_reason": "stop", "prompt_eval_count": 12, "eval_count": 4}));
         lines.iter().map(|line| format!("{line}\n")).collect()

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
 
-use super::http::{host_of, read_json, read_stream, resolve_key, HttpEndpoint};
+use super::http::{host_of, read_json, read_stream, resolve_key, Auth, HttpEndpoint};
 use super::stream::{Assembled, SseDecoder, SseEvent, StreamAssembler, StreamFault, ToolCallParts};
 use super::{Capabilities, ChatMessage, ChatModel, ChatRequest, ChatResponse, ProviderError, Role, ToolCall, Usage};
 use crate::config::model::ModelCandidate;
@@ -40,22 +40,23 @@ impl OpenAiCompat {
         })
     }
 
-    fn auth(&self) -> Result<(Vec<(&'static str, String)>, Option<Secret>), ProviderError> {
+    fn auth(&self) -> Result<Auth, ProviderError> {
         let key = resolve_key(self.api_key.as_ref(), self.api_key_env.as_deref(), self.key_required)?;
         let headers = key.iter().map(|key| ("authorization", format!("Bearer {}", key.expose()))).collect();
-        Ok((headers, key))
+        Ok(Auth { headers, secret: key })
     }
 }
 
 impl ChatModel for OpenAiCompat {
     fn complete(&self, request: &ChatRequest, timeout: Duration) -> Result<ChatResponse, ProviderError> {
         let started = Instant::now();
-        let (headers, secret) = self.auth()?;
+        let auth = self.auth()?;
         let url = self.http.url("/chat/completions");
         let body = request_body(&self.model, request, &request.merged_parameters(&self.parameters), false);
-        let response = self.http.post_json(&url, &headers, secret.as_ref(), &body, timeout)?;
-        let parsed: CompletionBody = read_json(response, &url, timeout)?;
-        let assembled = parse_completion(parsed).map_err(|detail| ProviderError::Malformed { url: url.clone(), detail })?;
+        let response = self.http.post_json(&url, &auth, &body, timeout)?;
+        let parsed: CompletionBody = read_json(response, &url, self.http.timeouts(timeout).0)?;
+        let assembled =
+            parse_completion(parsed).map_err(|detail| ProviderError::Malformed { url: url.clone(), detail })?;
         Ok(assembled.into_response(&self.provider, &self.model, started.elapsed()))
     }
 
@@ -66,18 +67,18 @@ impl ChatModel for OpenAiCompat {
         on_token: &mut dyn FnMut(&str) -> bool,
     ) -> Result<ChatResponse, ProviderError> {
         let started = Instant::now();
-        let (headers, secret) = self.auth()?;
+        let auth = self.auth()?;
         let url = self.http.url("/chat/completions");
         let body = request_body(&self.model, request, &request.merged_parameters(&self.parameters), true);
-        let response = self.http.post_json(&url, &headers, secret.as_ref(), &body, timeout)?;
+        let response = self.http.post_json(&url, &auth, &body, timeout)?;
         let mut assembler = OpenAiAssembler::default();
         read_stream(response, &mut assembler, on_token, &url, self.http.timeouts(timeout).0)?;
         Ok(assembler.assembled().into_response(&self.provider, &self.model, started.elapsed()))
     }
 
     fn health(&self, timeout: Duration) -> Result<(), ProviderError> {
-        let (headers, secret) = self.auth()?;
-        self.http.get(&self.http.url("/models"), &headers, secret.as_ref(), timeout).map(drop)
+        let auth = self.auth()?;
+        self.http.get(&self.http.url("/models"), &auth, timeout).map(drop)
     }
 
     fn capabilities(&self) -> Capabilities {
@@ -142,7 +143,9 @@ fn wire_message(message: &ChatMessage) -> Value {
                 let mut parts = vec![json!({"type": "text", "text": message.content})];
                 for image in &message.images {
                     let url = match super::http::image_parts(image) {
-                        Some((media_type, data)) if !image.starts_with("data:") => format!("data:{media_type};base64,{data}"),
+                        Some((media_type, data)) if !image.starts_with("data:") => {
+                            format!("data:{media_type};base64,{data}")
+                        }
                         _ => image.clone(),
                     };
                     parts.push(json!({"type": "image_url", "image_url": {"url": url}}));
@@ -347,7 +350,8 @@ impl OpenAiAssembler {
         let chunk: StreamChunk = serde_json::from_str(data)
             .map_err(|error| StreamFault::Malformed(format!("{error} (frame: {})", super::http::excerpt(data))))?;
         if let Some(error) = chunk.error {
-            let message = error.get("message").and_then(Value::as_str).map_or_else(|| error.to_string(), str::to_string);
+            let message =
+                error.get("message").and_then(Value::as_str).map_or_else(|| error.to_string(), str::to_string);
             return Err(StreamFault::Upstream(message));
         }
         if self.out.model.is_none() {
@@ -432,7 +436,10 @@ mod tests {
         parameters.insert("temperature".into(), json!(0.2));
         parameters.insert("stream".into(), json!(true));
         let body = request_body("gpt-4o", &request, &parameters, false);
-        assert_eq!(body, json!({"model": "gpt-4o", "temperature": 0.2, "stream": false, "messages": [{"role": "user", "content": "hi"}]}));
+        assert_eq!(
+            body,
+            json!({"model": "gpt-4o", "temperature": 0.2, "stream": false, "messages": [{"role": "user", "content": "hi"}]})
+        );
     }
 
     #[test]
@@ -443,9 +450,13 @@ mod tests {
         let mut user = ChatMessage::user("look");
         user.images = vec!["iVBORw0K".into()];
         let mut request = ChatRequest::new(vec![user, assistant, ChatMessage::tool_result("c1", "add", "2")]);
-        request.tools = vec![ToolSpec { name: "add".into(), description: "Adds".into(), parameters: json!({"type": "object"}) }];
+        request.tools =
+            vec![ToolSpec { name: "add".into(), description: "Adds".into(), parameters: json!({"type": "object"}) }];
         let body = request_body("m", &request, &Map::new(), true);
-        assert_eq!(body["messages"][0]["content"][1], json!({"type": "image_url", "image_url": {"url": "data:image/png;base64,iVBORw0K"}}));
+        assert_eq!(
+            body["messages"][0]["content"][1],
+            json!({"type": "image_url", "image_url": {"url": "data:image/png;base64,iVBORw0K"}})
+        );
         assert_eq!(
             body["messages"][1],
             json!({"role": "assistant", "content": null, "reasoning_content": "thinking",
@@ -490,7 +501,9 @@ mod tests {
             frames.push(json!({"model": "m", "choices": [{"index": 0, "delta": {"content": part}}]}));
         }
         frames.push(json!({"choices": [{"delta": {"tool_calls": [{"index": 0, "id": "call_x", "function": {"name": "lookup", "arguments": "{\"q\":"}}]}}]}));
-        frames.push(json!({"choices": [{"delta": {"tool_calls": [{"index": 0, "function": {"arguments": "\"ünï\"}"}}]}}]}));
+        frames.push(
+            json!({"choices": [{"delta": {"tool_calls": [{"index": 0, "function": {"arguments": "\"ünï\"}"}}]}}]}),
+        );
         frames.push(json!({"choices": [{"delta": {}, "finish_reason": "tool_calls"}]}));
         frames.push(json!({"choices": [], "usage": {"prompt_tokens": 7, "completion_tokens": 2}}));
         let mut text: String = frames.iter().map(|frame| format!("data: {frame}\n\n")).collect();

@@ -46,7 +46,9 @@ const SELF_HOSTED: &[&str] = &["ollama", "vllm", "llamacpp", "hf_tgi", "local"];
 
 /// (input, output) USD per 1K tokens, or `None` when the model is unknown.
 pub fn price_per_1k(candidate: &ModelCandidate) -> Option<(f64, f64)> {
-    if matches!(candidate.kind, ProviderKind::Ollama | ProviderKind::Local) || SELF_HOSTED.contains(&candidate.provider.as_str()) {
+    if matches!(candidate.kind, ProviderKind::Ollama | ProviderKind::Local)
+        || SELF_HOSTED.contains(&candidate.provider.as_str())
+    {
         return Some((0.0, 0.0));
     }
     let model = candidate.model.to_ascii_lowercase();
@@ -61,7 +63,8 @@ pub fn price_per_1k(candidate: &ModelCandidate) -> Option<(f64, f64)> {
 
 /// The cost of a call with the given token counts, when the price is known.
 pub fn estimated_cost(candidate: &ModelCandidate, input_tokens: u64, output_tokens: u64) -> Option<f64> {
-    price_per_1k(candidate).map(|(input, output)| (input * input_tokens as f64 + output * output_tokens as f64) / 1000.0)
+    price_per_1k(candidate)
+        .map(|(input, output)| (input * input_tokens as f64 + output * output_tokens as f64) / 1000.0)
 }
 
 #[cfg(test)]

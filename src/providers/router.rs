@@ -256,7 +256,7 @@ impl ModelRouter {
                 }
                 // A timeout set by the run's deadline rather than the candidate's own limit is
                 // not the candidate's fault: it does not count against its circuit.
-                Attempt::Failed { error, .. } if error.is_timeout() && remaining < slot.candidate.timeout => {
+                Attempt::Failed { error, .. } if caused_by_deadline(&error, &slot.candidate) => {
                     self.lock_health()[idx].probing = false;
                     return Err(RouterError::DeadlineExceeded);
                 }
@@ -279,19 +279,23 @@ impl ModelRouter {
         let mut ineligible = Vec::new();
         match self.strategy {
             RoutingStrategy::QualityFirst => {}
-            RoutingStrategy::CostOptimized => order.sort_by(|&a, &b| match (self.slots[a].price, self.slots[b].price) {
-                (Some(a), Some(b)) => a.total_cmp(&b),
-                (Some(_), None) => Ordering::Less,
-                (None, Some(_)) => Ordering::Greater,
-                (None, None) => Ordering::Equal,
-            }),
+            RoutingStrategy::CostOptimized => {
+                order.sort_by(|&a, &b| match (self.slots[a].price, self.slots[b].price) {
+                    (Some(a), Some(b)) => a.total_cmp(&b),
+                    (Some(_), None) => Ordering::Less,
+                    (None, Some(_)) => Ordering::Greater,
+                    (None, None) => Ordering::Equal,
+                })
+            }
             RoutingStrategy::LatencyOptimized => {
                 let health = self.lock_health();
-                order.sort_by(|&a, &b| match (health[a].avg_latency_ms, health[b].avg_latency_ms) {
-                    (Some(a), Some(b)) => a.total_cmp(&b),
-                    (None, Some(_)) => Ordering::Less, // untried first
-                    (Some(_), None) => Ordering::Greater,
-                    (None, None) => Ordering::Equal,
+                order.sort_by(|&a, &b| {
+                    match (health[a].avg_latency_ms, health[b].avg_latency_ms) {
+                        (Some(a), Some(b)) => a.total_cmp(&b),
+                        (None, Some(_)) => Ordering::Less, // untried first
+                        (Some(_), None) => Ordering::Greater,
+                        (None, None) => Ordering::Equal,
+                    }
                 });
             }
             RoutingStrategy::RoundRobin => {
@@ -303,12 +307,13 @@ impl ModelRouter {
                 let needs_vision = request.needs_vision();
                 order.retain(|&idx| {
                     let slot = &self.slots[idx];
-                    let missing = match (needs_tools && !slot.capabilities.tools, needs_vision && !slot.capabilities.vision) {
-                        (true, true) => "does not support tools or vision",
-                        (true, false) => "does not support tools",
-                        (false, true) => "does not support vision",
-                        (false, false) => return true,
-                    };
+                    let missing =
+                        match (needs_tools && !slot.capabilities.tools, needs_vision && !slot.capabilities.vision) {
+                            (true, true) => "does not support tools or vision",
+                            (true, false) => "does not support tools",
+                            (false, true) => "does not support vision",
+                            (false, false) => return true,
+                        };
                     ineligible.push((slot.name.clone(), missing.to_string()));
                     false
                 });
@@ -412,6 +417,16 @@ impl Slot {
     }
 }
 
+/// Whether a timeout came from the run's remaining time rather than the candidate's own limits
+/// (the adapter applies the smaller of the two, and reports the one it applied).
+fn caused_by_deadline(error: &ProviderError, candidate: &ModelCandidate) -> bool {
+    match error {
+        ProviderError::Timeout { timeout, .. } => *timeout < candidate.timeout,
+        ProviderError::ConnectTimeout { timeout, .. } => *timeout < candidate.connect_timeout,
+        _ => false,
+    }
+}
+
 /// One call of one candidate on the blocking pool, bounded by the deadline.
 async fn attempt(
     model: Arc<dyn ChatModel>,
@@ -489,7 +504,8 @@ pub async fn probe(candidates: &[ModelCandidate], timeout: Duration) -> Vec<Prob
     while let Some(joined) = checks.join_next().await {
         if let Ok((idx, ok, message)) = joined {
             let candidate = distinct[idx];
-            results[idx] = Some(ProbeResult { name: format!("{} {}", candidate.kind.as_str(), candidate.endpoint), ok, message });
+            results[idx] =
+                Some(ProbeResult { name: format!("{} {}", candidate.kind.as_str(), candidate.endpoint), ok, message });
         }
     }
     results

@@ -63,11 +63,20 @@ impl ChatModel for FakeModel {
         })
     }
 
-    fn stream(&self, request: &ChatRequest, timeout: Duration, on_token: &mut dyn FnMut(&str) -> bool) -> Result<ChatResponse, ProviderError> {
+    fn stream(
+        &self,
+        request: &ChatRequest,
+        timeout: Duration,
+        on_token: &mut dyn FnMut(&str) -> bool,
+    ) -> Result<ChatResponse, ProviderError> {
         on_token("o");
         if self.failing.load(AtomicOrdering::SeqCst) {
             self.calls.fetch_add(1, AtomicOrdering::SeqCst);
-            return Err(ProviderError::StreamInterrupted { url: "http://fake".into(), received_bytes: 1, reason: "reset".into() });
+            return Err(ProviderError::StreamInterrupted {
+                url: "http://fake".into(),
+                received_bytes: 1,
+                reason: "reset".into(),
+            });
         }
         self.complete(request, timeout)
     }
@@ -151,7 +160,10 @@ fn capability_match_filters_by_vision_and_reports_why() {
 #[test]
 fn fallback_disabled_keeps_only_the_first_candidate() {
     let breaker = BreakerSettings { fallback_enabled: false, ..BreakerSettings::default() };
-    let router = ModelRouter::new(&RoleConfig { strategy: RoutingStrategy::QualityFirst, candidates: vec![openai("a"), openai("b")] }, breaker);
+    let router = ModelRouter::new(
+        &RoleConfig { strategy: RoutingStrategy::QualityFirst, candidates: vec![openai("a"), openai("b")] },
+        breaker,
+    );
     assert_eq!(router.order(&ChatRequest::default()).0, [0]);
 }
 
@@ -177,7 +189,8 @@ fn all_providers_down_names_each_candidate() {
 
 #[tokio::test(start_paused = true)]
 async fn breaker_opens_stays_open_and_half_opens_after_the_recovery_timeout() {
-    let breaker = BreakerSettings { failure_threshold: 2, recovery_timeout: Duration::from_secs(30), fallback_enabled: true };
+    let breaker =
+        BreakerSettings { failure_threshold: 2, recovery_timeout: Duration::from_secs(30), fallback_enabled: true };
     let (router, first, second) = fake_router(breaker);
     first.failing.store(true, AtomicOrdering::SeqCst);
     for _ in 0..2 {
@@ -237,4 +250,14 @@ async fn a_passed_deadline_is_reported_as_such() {
     let error = router.complete(ChatRequest::default(), Instant::now(), None).await.unwrap_err();
     assert_eq!(error, RouterError::DeadlineExceeded);
     assert_eq!(first.calls.load(AtomicOrdering::SeqCst), 0);
+}
+
+#[test]
+fn only_timeouts_shorter_than_the_candidates_own_are_blamed_on_the_deadline() {
+    let candidate = openai("m"); // timeout 30 s, connect timeout 1 s
+    let timeout = |secs| ProviderError::Timeout { url: "u".into(), timeout: Duration::from_secs(secs) };
+    assert!(caused_by_deadline(&timeout(2), &candidate));
+    assert!(!caused_by_deadline(&timeout(30), &candidate));
+    let connect = ProviderError::ConnectTimeout { url: "u".into(), timeout: Duration::from_secs(1) };
+    assert!(!caused_by_deadline(&connect, &candidate));
 }
