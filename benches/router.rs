@@ -6,7 +6,10 @@
 //! 2. The openai_compat adapter against the scripted LLM server at zero delay, over loopback
 //!    HTTP: sequential and 4-way concurrent calls, non-streaming and streaming.
 //!
-//! Run with `cargo bench --bench router`.
+//! Run with `cargo bench --bench router`. Measured on the 2-core dev machine: router 7.5 µs per
+//! call (of which the bare spawn_blocking hop is 6.5 µs), 13.5 µs when streaming to a channel;
+//! openai_compat ~10k calls/s sequential (100 µs each), ~13k calls/s on 4 threads; streaming
+//! ~5.5k calls/s sequential (a stream's connection is not reused after its final frame).
 
 #[path = "../tests/support/llm.rs"]
 #[allow(dead_code)]

@@ -172,7 +172,10 @@ impl ModelRouter {
             .candidates
             .iter()
             .map(|candidate| {
-                let model = build_model(candidate).map_err(|error| error.to_string());
+                let model = build_model(candidate).map_err(|error| {
+                    tracing::warn!(label = %candidate.label, model = %candidate.model, %error, "model candidate unusable");
+                    error.to_string()
+                });
                 Slot::new(candidate.clone(), model)
             })
             .collect();
@@ -427,7 +430,8 @@ fn caused_by_deadline(error: &ProviderError, candidate: &ModelCandidate) -> bool
     }
 }
 
-/// One call of one candidate on the blocking pool, bounded by the deadline.
+/// One call of one candidate on the blocking pool, bounded by the deadline. The pool hop costs
+/// ~6.5 µs of the router's ~7.5 µs per call (benches/router.rs); a model call is milliseconds.
 async fn attempt(
     model: Arc<dyn ChatModel>,
     request: Arc<ChatRequest>,
