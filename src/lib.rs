@@ -7,6 +7,7 @@
 
 pub mod api;
 pub mod config;
+pub mod providers;
 pub mod runtime;
 pub mod store;
 

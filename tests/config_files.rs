@@ -372,3 +372,31 @@ fn secrets_never_print() {
     assert!(!printed.contains("sk-very-secret"));
     assert!(printed.contains("***"));
 }
+
+#[test]
+fn absurd_durations_are_errors_not_panics() {
+    let yaml = "apiVersion: astromesh/v1
+kind: Agent
+metadata: {name: odd}
+spec:
+  model:
+    primary: {provider: ollama, model: llama3, timeout: .inf, connect_timeout: -1}
+    routing: {strategy: quality_first, health_check_interval: .nan}
+  tools:
+    - {name: t, type: client, timeout_seconds: 0, rate_limit: {max_calls: 1, window_seconds: -.inf}}
+  memory:
+    conversational: {ttl: .inf}
+";
+    let config = ConfigDir::new(&[("agents/odd.agent.yaml", yaml)]).load();
+    let AgentState::Error(message) = &config.agents[0].state else { panic!("must not load") };
+    for key in [
+        "spec.model.primary.timeout",
+        "spec.model.primary.connect_timeout",
+        "spec.model.routing.health_check_interval",
+        "spec.tools[0].timeout_seconds",
+        "spec.tools[0].rate_limit.window_seconds",
+        "spec.memory.conversational.ttl",
+    ] {
+        assert!(message.contains(&format!("{key}: must be a positive number of seconds")), "{key}: {message}");
+    }
+}

@@ -1,8 +1,11 @@
 //! The one integration-test binary: it links once and shares `support`.
 
+#![allow(clippy::unwrap_used)]
+
 mod support;
 
 mod cli;
 mod config_files;
 mod http_api;
+mod providers;
 mod tidy;

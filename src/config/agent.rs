@@ -293,15 +293,9 @@ pub(crate) fn resolve_orchestration(
     if max_iterations == 0 {
         problems.push(&format!("{prefix}.max_iterations"), "must be at least 1");
     }
-    let timeout = match file.timeout_seconds.or(file.timeout) {
-        None => defaults.timeout,
-        Some(secs) if secs > 0.0 && secs.is_finite() && secs < 1e9 => Duration::from_secs_f64(secs),
-        Some(secs) => {
-            let key = if file.timeout_seconds.is_some() { "timeout_seconds" } else { "timeout" };
-            problems.push(&format!("{prefix}.{key}"), format!("must be a positive number of seconds, found {secs}"));
-            defaults.timeout
-        }
-    };
+    let key = if file.timeout_seconds.is_some() { "timeout_seconds" } else { "timeout" };
+    let timeout =
+        problems.seconds(file.timeout_seconds.or(file.timeout), &format!("{prefix}.{key}")).unwrap_or(defaults.timeout);
     OrchestrationConfig {
         pattern,
         max_iterations,
@@ -361,14 +355,13 @@ fn resolve_tool(tool: &ToolFile, key: &str, problems: &mut Problems) -> Option<T
             return None;
         }
     };
-    let timeout_secs = tool.timeout_seconds.unwrap_or(30.0);
-    if !(timeout_secs > 0.0 && timeout_secs.is_finite()) {
-        problems.push(&format!("{key}.timeout_seconds"), "must be a positive number of seconds");
-        return None;
-    }
+    let timeout =
+        problems.seconds(tool.timeout_seconds, &format!("{key}.timeout_seconds")).unwrap_or(Duration::from_secs(30));
     let rate_limit = tool.rate_limit.as_ref().map(|limit| RateLimit {
         max_calls: limit.max_calls.unwrap_or(10),
-        window: Duration::from_secs_f64(limit.window_seconds.unwrap_or(60.0).max(0.001)),
+        window: problems
+            .seconds(limit.window_seconds, &format!("{key}.rate_limit.window_seconds"))
+            .unwrap_or(Duration::from_secs(60)),
     });
     let pairs = |map: &Option<indexmap::IndexMap<String, String>>| -> Vec<(String, String)> {
         map.iter().flatten().map(|(name, value)| (name.clone(), value.clone())).collect()
@@ -380,7 +373,7 @@ fn resolve_tool(tool: &ToolFile, key: &str, problems: &mut Problems) -> Option<T
         parameters,
         config: tool.config.clone().unwrap_or_default(),
         rate_limit,
-        timeout: Duration::from_secs_f64(timeout_secs),
+        timeout,
         agent: tool.agent.clone(),
         context_transform: tool.context_transform.clone(),
         url: tool.url.clone(),
@@ -453,7 +446,7 @@ fn resolve_memory(file: &AgentFile, problems: &mut Problems) -> MemoryConfig {
         strategy,
         max_turns: conversational.and_then(|memory| memory.max_turns).unwrap_or(50),
         max_tokens: conversational.and_then(|memory| memory.max_tokens).unwrap_or(4096),
-        ttl: conversational.and_then(|memory| memory.ttl).filter(|ttl| *ttl > 0.0).map(Duration::from_secs_f64),
+        ttl: problems.seconds(conversational.and_then(|memory| memory.ttl), "spec.memory.conversational.ttl"),
         semantic_backend: semantic.map(|memory| memory.backend.clone().unwrap_or_else(|| "in_memory".to_string())),
         similarity_threshold,
         max_results: semantic.and_then(|memory| memory.max_results).unwrap_or(5),

@@ -16,6 +16,7 @@ mod runtime;
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::Duration;
 
 use rust_embed::RustEmbed;
 use serde::de::DeserializeOwned;
@@ -116,12 +117,27 @@ impl Problems {
     pub(crate) fn push(&mut self, key: &str, message: impl Into<String>) {
         self.0.push((key.to_string(), message.into()));
     }
+    pub(crate) fn len(&self) -> usize {
+        self.0.len()
+    }
     pub(crate) fn has_errors(&self) -> bool {
         !self.0.is_empty()
     }
     pub(crate) fn has_under(&self, prefix: &str) -> bool {
         self.0.iter().any(|(key, _)| key.starts_with(prefix))
     }
+    /// A duration in seconds: absent is `None`; zero, negative, infinite or absurd values are a
+    /// problem (and `None`), never a panic.
+    pub(crate) fn seconds(&mut self, value: Option<f64>, key: &str) -> Option<Duration> {
+        let secs = value?;
+        if secs > 0.0 && secs.is_finite() && secs < 1e9 {
+            Some(Duration::from_secs_f64(secs))
+        } else {
+            self.push(key, format!("must be a positive number of seconds, found {secs}"));
+            None
+        }
+    }
+
     fn render(&self, path: &str) -> Vec<String> {
         self.0.iter().map(|(key, message)| format!("{path}: {key}: {message}")).collect()
     }
@@ -275,8 +291,11 @@ pub(crate) fn parse_yaml<T: DeserializeOwned + Default>(
     }
     let mut unknown = Vec::new();
     let deserializer = yaml_serde::Deserializer::from_str(text);
-    let value: T = serde_ignored::deserialize(deserializer, |key| unknown.push(key.to_string()))
-        .map_err(|error| format!("{path}: {error}"))?;
+    // serde_ignored writes `?` for an `Option` level; users know only the YAML keys.
+    let value: T = serde_ignored::deserialize(deserializer, |key| {
+        unknown.push(key.to_string().split('.').filter(|segment| *segment != "?").collect::<Vec<_>>().join("."))
+    })
+    .map_err(|error| format!("{path}: {error}"))?;
     warnings.extend(unknown.into_iter().map(|key| Warning::UnknownKey { path: path.to_string(), key }));
     Ok(value)
 }

@@ -117,8 +117,8 @@ impl ModelConfig {
     }
 }
 
-const DEFAULT_TIMEOUT_SECS: f64 = 120.0;
-const DEFAULT_CONNECT_TIMEOUT_SECS: f64 = 10.0;
+const DEFAULT_TIMEOUT: Duration = Duration::from_secs(120);
+const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Resolves `spec.model`. Problems are pushed with keys under `spec.model`.
 pub(crate) fn resolve_model(
@@ -141,12 +141,9 @@ pub(crate) fn resolve_model(
             let key = format!("spec.model.roles.{name}");
             roles.insert(name.clone(), resolve_role(role, &key, registry, default_strategy, problems));
         }
-        let health_check_interval = section.default.as_ref().and_then(|role| role.health_check_interval);
-        return ModelConfig {
-            default,
-            roles,
-            health_check_interval: health_check_interval.map(Duration::from_secs_f64),
-        };
+        let interval = section.default.as_ref().and_then(|role| role.health_check_interval);
+        let health_check_interval = problems.seconds(interval, "spec.model.default.health_check_interval");
+        return ModelConfig { default, roles, health_check_interval };
     }
 
     let (strategy, health_check_interval) = match &section.routing {
@@ -184,7 +181,7 @@ pub(crate) fn resolve_model(
     ModelConfig {
         default: RoleConfig { strategy, candidates },
         roles: BTreeMap::new(),
-        health_check_interval: health_check_interval.map(Duration::from_secs_f64),
+        health_check_interval: problems.seconds(health_check_interval, "spec.model.routing.health_check_interval"),
     }
 }
 
@@ -340,10 +337,14 @@ fn resolve_candidate(
         ProviderKind::Anthropic => Some("ANTHROPIC_API_KEY".to_string()),
         ProviderKind::Ollama | ProviderKind::Local => None,
     });
-    let timeout = block.timeout.or_else(|| reference.and_then(|entry| entry.timeout)).unwrap_or(DEFAULT_TIMEOUT_SECS);
-    let connect_timeout = block.connect_timeout.unwrap_or(DEFAULT_CONNECT_TIMEOUT_SECS.min(timeout));
-    if !(timeout > 0.0 && timeout.is_finite()) {
-        problems.push(&format!("{key}.timeout"), "must be a positive number of seconds");
+    let errors_before = problems.len();
+    let timeout = problems
+        .seconds(block.timeout.or_else(|| reference.and_then(|entry| entry.timeout)), &format!("{key}.timeout"))
+        .unwrap_or(DEFAULT_TIMEOUT);
+    let connect_timeout = problems
+        .seconds(block.connect_timeout, &format!("{key}.connect_timeout"))
+        .unwrap_or(DEFAULT_CONNECT_TIMEOUT.min(timeout));
+    if problems.len() > errors_before {
         return None;
     }
     // Shorthand `temperature` / `max_tokens` merge into `parameters`; an explicit entry wins.
@@ -364,8 +365,8 @@ fn resolve_candidate(
         api_key,
         api_key_env,
         api_key_env_explicit,
-        timeout: Duration::from_secs_f64(timeout),
-        connect_timeout: Duration::from_secs_f64(connect_timeout.max(0.001)),
+        timeout,
+        connect_timeout,
         parameters,
         headers,
         model_path: block.model_path.clone(),

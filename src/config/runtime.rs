@@ -91,14 +91,7 @@ impl ProvidersConfig {
 }
 
 fn positive_secs(value: Option<f64>, key: &str, default: Duration, problems: &mut Problems) -> Duration {
-    match value {
-        None => default,
-        Some(secs) if secs > 0.0 && secs.is_finite() && secs < 1e9 => Duration::from_secs_f64(secs),
-        Some(secs) => {
-            problems.push(key, format!("must be a positive number of seconds, found {secs}"));
-            default
-        }
-    }
+    problems.seconds(value, key).unwrap_or(default)
 }
 
 pub(super) fn resolve_runtime_file(
