@@ -400,3 +400,23 @@ spec:
         assert!(message.contains(&format!("{key}: must be a positive number of seconds")), "{key}: {message}");
     }
 }
+
+/// The config that packages install into /etc/astromesh loads cleanly with the shipped agents.
+#[test]
+fn packaged_config_is_valid() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let runtime = std::fs::read_to_string(root.join("packaging/config/runtime.yaml")).unwrap();
+    let providers = std::fs::read_to_string(root.join("packaging/config/providers.yaml")).unwrap();
+    let assistant = std::fs::read_to_string(root.join("agents/assistant.agent.yaml")).unwrap();
+    let researcher = std::fs::read_to_string(root.join("agents/researcher.agent.yaml")).unwrap();
+    let config = ConfigDir::new(&[
+        ("runtime.yaml", &runtime),
+        ("providers.yaml", &providers),
+        ("agents/assistant.agent.yaml", &assistant),
+        ("agents/researcher.agent.yaml", &researcher),
+    ])
+    .load();
+    assert!(config.warnings.is_empty(), "{:?}", config.warnings);
+    assert!(config.errors().is_empty(), "{:?}", config.errors());
+    assert_eq!(config.providers.names().collect::<Vec<_>>(), vec!["openai", "anthropic", "ollama"]);
+}
