@@ -7,9 +7,13 @@
 
 pub mod api;
 pub mod config;
+pub mod memory;
+pub mod orchestration;
 pub mod providers;
 pub mod runtime;
 pub mod store;
+pub mod telemetry;
+pub mod tools;
 
 use std::future::IntoFuture;
 use std::sync::Arc;
@@ -28,11 +32,15 @@ use api::AppState;
 use config::Config;
 use runtime::Runtime;
 use store::{Store, StoreError};
+use telemetry::Telemetry;
+use tools::{ToolError, ToolRegistry};
 
 #[derive(Debug, thiserror::Error)]
 pub enum AppError {
     #[error(transparent)]
     Store(#[from] StoreError),
+    #[error(transparent)]
+    Tools(#[from] ToolError),
     #[error("HTTP server failed: {0}")]
     Serve(#[source] std::io::Error),
 }
@@ -49,8 +57,11 @@ impl App {
     pub fn build(config: Config) -> Result<App, AppError> {
         let config = Arc::new(config);
         let store = Arc::new(Store::open(&config.runtime.data_dir, config.runtime.write_queue)?);
-        let runtime = Arc::new(Runtime::new(config.clone()));
-        let state = AppState { config, runtime, store, started: Instant::now() };
+        let telemetry = Arc::new(Telemetry::new(store.clone()));
+        let tools = Arc::new(ToolRegistry::new(&config, store.clone())?);
+        let runtime = Runtime::new(config.clone(), store.clone(), telemetry.clone(), tools.clone());
+        let shutdown = CancellationToken::new();
+        let state = AppState { config, runtime, store, telemetry, tools, started: Instant::now(), shutdown };
         Ok(App { state, tasks: TaskTracker::new() })
     }
 
@@ -72,6 +83,13 @@ impl App {
         let server = axum::serve(listener, ServiceExt::<Request>::into_make_service(service))
             .with_graceful_shutdown(shutdown.clone().cancelled_owned());
         let mut server = Box::pin(server.into_future());
+        let app_shutdown = self.state.shutdown.clone();
+        let external = shutdown.clone();
+        // Long-lived connections (WebSockets) watch the app's own token.
+        tokio::spawn(async move {
+            external.cancelled().await;
+            app_shutdown.cancel();
+        });
         let served = tokio::select! {
             result = &mut server => result,
             () = shutdown.cancelled() => match tokio::time::timeout(drain, &mut server).await {
@@ -82,6 +100,7 @@ impl App {
                 }
             },
         };
+        self.state.tools.shutdown().await;
         self.tasks.close();
         if tokio::time::timeout(drain, self.tasks.wait()).await.is_err() {
             tracing::warn!("background tasks still running after the drain timeout");

@@ -6,6 +6,9 @@ mod support;
 
 mod cli;
 mod config_files;
+mod crash;
 mod http_api;
 mod providers;
+mod runs;
 mod tidy;
+mod websocket;

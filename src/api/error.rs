@@ -41,6 +41,9 @@ pub enum ApiError {
     Timeout(String),
     #[error("{0}")]
     Unavailable(String),
+    /// Something we called on the client's behalf (a tool, an upstream service) failed.
+    #[error("{0}")]
+    BadGateway(String),
     #[error("Method Not Allowed")]
     MethodNotAllowed,
     #[error("{0}")]
@@ -64,6 +67,7 @@ impl ApiError {
             ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::Timeout(_) => StatusCode::REQUEST_TIMEOUT,
             ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::BadGateway(_) => StatusCode::BAD_GATEWAY,
             ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
@@ -95,5 +99,48 @@ impl IntoResponse for ApiError {
 impl From<crate::store::StoreError> for ApiError {
     fn from(error: crate::store::StoreError) -> ApiError {
         ApiError::Internal(Box::new(error))
+    }
+}
+
+impl From<crate::tools::ToolError> for ApiError {
+    fn from(error: crate::tools::ToolError) -> ApiError {
+        use crate::tools::ToolError;
+        match error {
+            ToolError::UnknownTool(_) => ApiError::NotFound(error.to_string()),
+            ToolError::InvalidInput { loc, message, .. } => {
+                let mut full = vec![json!("body"), json!("input")];
+                full.extend(loc);
+                let kind = if message == "Field required" { "missing" } else { "value_error" };
+                ApiError::invalid(full, message, kind)
+            }
+            other @ ToolError::UnknownDirectConfig(_) => ApiError::Internal(Box::new(other)),
+        }
+    }
+}
+
+impl From<crate::runtime::RunError> for ApiError {
+    fn from(error: crate::runtime::RunError) -> ApiError {
+        use crate::runtime::RunError;
+        match error {
+            RunError::UnknownAgent(_) => ApiError::NotFound(error.to_string()),
+            RunError::AgentInvalid { .. } | RunError::Template { .. } | RunError::PatternUnavailable(_) => {
+                ApiError::Conflict(error.to_string())
+            }
+            RunError::Deadline(_) => ApiError::Timeout(error.to_string()),
+            RunError::ProvidersDown(message) => ApiError::Unavailable(message),
+            RunError::Blocked(_) => ApiError::BadRequest(error.to_string()),
+            RunError::InvalidSession(message) => ApiError::invalid(
+                vec![serde_json::json!("body"), serde_json::json!("session_id")],
+                message,
+                "value_error",
+            ),
+            RunError::EmptyQuery => ApiError::invalid(
+                vec![serde_json::json!("body"), serde_json::json!("query")],
+                "String should have at least 1 character",
+                "string_too_short",
+            ),
+            RunError::TooDeep(_) => ApiError::Conflict(error.to_string()),
+            RunError::Memory(inner) => ApiError::Internal(Box::new(inner)),
+        }
     }
 }

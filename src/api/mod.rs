@@ -8,7 +8,11 @@ mod agents;
 pub mod error;
 pub mod extract;
 mod health;
+mod memory;
+mod runs;
 mod system;
+mod tools;
+mod ws;
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -22,15 +26,21 @@ use tower_http::cors::{AllowOrigin, Any, CorsLayer};
 use crate::config::Config;
 use crate::runtime::Runtime;
 use crate::store::Store;
+use crate::telemetry::Telemetry;
+use crate::tools::ToolRegistry;
 use error::ApiError;
 
 /// What every handler can reach. Cheap to clone.
 #[derive(Clone)]
 pub struct AppState {
     pub config: Arc<Config>,
-    pub runtime: Arc<Runtime>,
+    pub runtime: Runtime,
     pub store: Arc<Store>,
+    pub telemetry: Arc<Telemetry>,
+    pub tools: Arc<ToolRegistry>,
     pub started: Instant,
+    /// Cancelled when the daemon shuts down: long-lived connections (WebSockets) close on it.
+    pub shutdown: tokio_util::sync::CancellationToken,
 }
 
 /// The whole `/v1` router with its middleware, ready to serve.
@@ -41,6 +51,10 @@ pub fn router(state: AppState) -> Router {
         .merge(health::router())
         .merge(agents::router())
         .merge(system::router())
+        .merge(runs::router())
+        .merge(memory::router())
+        .merge(tools::router())
+        .merge(ws::router())
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .with_state(state)

@@ -1,4 +1,7 @@
-//! `GET /v1/system/status`: version, uptime, agents and provider health.
+//! `GET /v1/system/status` (version, uptime, agents, provider health) and
+//! `GET /v1/system/doctor` (live checks of the runtime, the store and every provider endpoint).
+
+use std::time::Duration;
 
 use axum::extract::State;
 use axum::routing::get;
@@ -6,10 +9,15 @@ use axum::{Json, Router};
 use serde_json::{json, Value};
 
 use super::AppState;
+use crate::providers::router::probe;
 use crate::runtime::ProviderState;
 
+/// Each provider probe gets this long; they run in parallel, so doctor answers within ~3 s
+/// even when an endpoint hangs.
+const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
+
 pub(crate) fn router() -> Router<AppState> {
-    Router::new().route("/v1/system/status", get(status))
+    Router::new().route("/v1/system/status", get(status)).route("/v1/system/doctor", get(doctor))
 }
 
 async fn status(State(app): State<AppState>) -> Json<Value> {
@@ -28,4 +36,37 @@ async fn status(State(app): State<AppState>) -> Json<Value> {
             "unavailable": count(ProviderState::Unavailable),
         },
     }))
+}
+
+async fn doctor(State(app): State<AppState>) -> Json<Value> {
+    let mut checks = Vec::new();
+    let broken: Vec<String> =
+        app.runtime.agents().iter().filter(|entry| entry.config().is_none()).map(|entry| entry.name.clone()).collect();
+    let runtime = if broken.is_empty() {
+        json!({"name": "runtime", "status": "healthy", "message": format!("{} agent(s) ready", app.runtime.ready_count())})
+    } else {
+        json!({"name": "runtime", "status": "degraded", "message": format!("agents with errors: {}", broken.join(", "))})
+    };
+    checks.push(runtime);
+    let store = app.store.clone();
+    let store_check = tokio::task::spawn_blocking(move || store.check()).await;
+    checks.push(match store_check {
+        Ok(Ok(())) => json!({"name": "store", "status": "healthy", "message": null}),
+        Ok(Err(error)) => json!({"name": "store", "status": "failing", "message": error.to_string()}),
+        Err(error) => json!({"name": "store", "status": "failing", "message": error.to_string()}),
+    });
+    let mut candidates = Vec::new();
+    for entry in app.runtime.agents() {
+        if let Some(config) = entry.config() {
+            let roles = std::iter::once(&config.model.default).chain(config.model.roles.values());
+            candidates.extend(roles.flat_map(|role| role.candidates.iter().cloned()));
+        }
+    }
+    for result in probe(&candidates, PROBE_TIMEOUT).await {
+        let status = if result.ok { "healthy" } else { "failing" };
+        checks.push(json!({"name": result.name, "status": status, "message": result.message}));
+    }
+    let count = |wanted: &str| checks.iter().filter(|check| check["status"] == wanted).count();
+    let summary = json!({"healthy": count("healthy"), "degraded": count("degraded"), "failing": count("failing")});
+    Json(json!({ "checks": checks, "summary": summary }))
 }

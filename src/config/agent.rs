@@ -247,6 +247,13 @@ pub(crate) fn resolve_agent(
         }
     });
     let output_schema = spec.output_schema.as_ref().map(normalise_schema);
+    if let Some(system) = &spec.prompts.system {
+        if let Err(error) = minijinja::Environment::new().template_from_str(system) {
+            let what = error.detail().map(str::to_string).unwrap_or_else(|| error.kind().to_string());
+            let line = error.line().map(|line| format!(" (line {line})")).unwrap_or_default();
+            problems.push("spec.prompts.system", format!("template error: {what}{line}"));
+        }
+    }
     let version = match &file.metadata.version {
         Some(Value::String(text)) => text.clone(),
         Some(other) => other.to_string(),

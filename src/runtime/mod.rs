@@ -1,56 +1,258 @@
-//! The agent registry and (with the runs issue) the run pipeline.
+//! The agent registry and the run pipeline: the one function every entry point calls.
 //!
-//! Owns the loaded agents and answers "which agents exist, and can this one run". Nothing here
-//! knows about HTTP; `api/` translates. Not here: model calls (`providers`), tools (`tools`).
+//! `Runtime::run(RunRequest, events)` is used by the HTTP handler, the WebSocket and the CLI
+//! alike; streaming is the same run with an event sender. Each ready agent gets its routers (one
+//! per role) and compiled guardrails at startup. Nothing here knows about HTTP; `api/`
+//! translates `RunError` into status codes. Not here: the patterns' loops (`orchestration`),
+//! wire formats (`providers`), tool execution (`tools`).
 
+pub mod context;
+pub mod guardrails;
+pub mod prompt;
+mod run;
+
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use crate::config::{AgentEntry, Config};
+use serde::Serialize;
+use serde_json::{Map, Value};
 
-/// Health of one configured provider, as `/v1/system/status` counts it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ProviderState {
-    Healthy,
-    Degraded,
-    Unavailable,
+use crate::config::{AgentConfig, AgentEntry, AgentState, Config};
+use crate::memory::Conversations;
+use crate::providers::router::{BreakerSettings, CandidateHealth, ModelRouter};
+use crate::store::Store;
+use crate::telemetry::{Telemetry, TraceRecorder};
+use crate::tools::ToolRegistry;
+use guardrails::{Blocked, Guardrails};
+
+pub use crate::providers::router::ProviderState;
+
+/// What a caller asks for.
+#[derive(Debug, Clone, Default)]
+pub struct RunRequest {
+    pub agent: String,
+    pub query: String,
+    /// Omitted: a new `sess_<hex>` id is generated and returned.
+    pub session_id: Option<String>,
+    /// Variables for the prompt template.
+    pub context: Map<String, Value>,
 }
 
-/// The loaded agents and what they need to run.
+/// Streamed while a run is in flight (the WebSocket forwards them).
+#[derive(Debug, Clone, PartialEq)]
+pub enum RunEvent {
+    Token(String),
+    ToolCall { tool: String, input: Value },
+    ToolResult { tool: String, output: Value },
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct ToolCallRecord {
+    pub tool: String,
+    pub input: Value,
+    pub output: Value,
+}
+
+#[derive(Debug, Clone, Copy, Default, Serialize, PartialEq, Eq)]
+pub struct UsageTotals {
+    pub input_tokens: u64,
+    pub output_tokens: u64,
+    pub total_tokens: u64,
+}
+
+#[derive(Debug, Clone, Copy, Default, Serialize, PartialEq, Eq)]
+pub struct Timing {
+    pub total_ms: u64,
+    pub model_ms: u64,
+    pub tool_ms: u64,
+}
+
+/// What a run returns; serialized as the `POST /v1/agents/{name}/run` body.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct RunOutcome {
+    pub response: String,
+    pub session_id: String,
+    pub tool_calls: Vec<ToolCallRecord>,
+    pub usage: UsageTotals,
+    pub timing: Timing,
+    /// `provider/model` of the call that produced the answer.
+    pub model: Option<String>,
+    pub provider: Option<String>,
+    pub trace_id: String,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    #[error("Agent '{0}' not found")]
+    UnknownAgent(String),
+    #[error("Agent '{agent}' has configuration errors: {message}")]
+    AgentInvalid { agent: String, message: String },
+    /// The agent's deadline in seconds (`120`, `0.5`).
+    #[error("Orchestration timeout exceeded ({0}s)")]
+    Deadline(f64),
+    #[error("{0}")]
+    ProvidersDown(String),
+    #[error(transparent)]
+    Blocked(#[from] Blocked),
+    #[error("invalid session_id: {0}")]
+    InvalidSession(String),
+    #[error("query must not be empty")]
+    EmptyQuery,
+    #[error("prompt template error in agent '{agent}': {message}")]
+    Template { agent: String, message: String },
+    #[error("pattern '{0}' is not available yet; use `pattern: react`")]
+    PatternUnavailable(String),
+    #[error("agent tools nest deeper than {0} levels")]
+    TooDeep(usize),
+    #[error(transparent)]
+    Memory(#[from] crate::memory::MemoryError),
+}
+
+/// One ready agent with what it needs to run.
+pub(crate) struct AgentRuntime {
+    pub config: Arc<AgentConfig>,
+    /// Routers by role; `default` always exists.
+    pub routers: BTreeMap<String, Arc<ModelRouter>>,
+    pub guardrails: Guardrails,
+}
+
+impl AgentRuntime {
+    /// The router for a pattern's role, after `role_map`; unknown roles use `default`.
+    pub fn router(&self, role: &str) -> (&str, &Arc<ModelRouter>) {
+        let mapped =
+            self.config.orchestration.role_map.iter().find(|(from, _)| from == role).map(|(_, to)| to.as_str());
+        let wanted = mapped.unwrap_or(role);
+        match self.routers.get_key_value(wanted) {
+            Some((name, router)) => (name.as_str(), router),
+            None => {
+                let (name, router) =
+                    self.routers.iter().find(|(name, _)| *name == "default").expect("default router exists");
+                (name.as_str(), router)
+            }
+        }
+    }
+}
+
+pub(crate) struct RuntimeInner {
+    pub config: Arc<Config>,
+    pub entries: Vec<AgentEntry>,
+    pub agents: BTreeMap<String, Arc<AgentRuntime>>,
+    pub conversations: Conversations,
+    pub telemetry: Arc<Telemetry>,
+    pub tools: Arc<ToolRegistry>,
+}
+
+/// The loaded agents and the run pipeline. Cheap to clone.
+#[derive(Clone)]
 pub struct Runtime {
-    config: Arc<Config>,
+    inner: Arc<RuntimeInner>,
 }
 
 impl Runtime {
-    pub fn new(config: Arc<Config>) -> Runtime {
-        Runtime { config }
+    pub fn new(config: Arc<Config>, store: Arc<Store>, telemetry: Arc<Telemetry>, tools: Arc<ToolRegistry>) -> Runtime {
+        let breaker = BreakerSettings::from_config(&config.providers);
+        let mut entries = config.agents.clone();
+        let mut agents = BTreeMap::new();
+        for entry in &mut entries {
+            let AgentState::Ready(agent) = &entry.state else { continue };
+            let guardrails = match Guardrails::compile(&agent.guardrails_input, &agent.guardrails_output) {
+                Ok(guardrails) => guardrails,
+                Err(message) => {
+                    entry.state = AgentState::Error(format!("{}: {message}", entry.source));
+                    continue;
+                }
+            };
+            let mut routers = BTreeMap::new();
+            routers.insert("default".to_string(), Arc::new(ModelRouter::new(&agent.model.default, breaker.clone())));
+            for (role, role_config) in &agent.model.roles {
+                routers.insert(role.clone(), Arc::new(ModelRouter::new(role_config, breaker.clone())));
+            }
+            if let Some(backend) = &agent.memory.conversational_backend {
+                if !matches!(backend.as_str(), "in_memory" | "store") {
+                    tracing::info!(agent = %agent.name, backend = %backend, "conversation memory is kept in the embedded store");
+                }
+            }
+            agents.insert(agent.name.clone(), Arc::new(AgentRuntime { config: agent.clone(), routers, guardrails }));
+        }
+        let conversations = Conversations::new(store);
+        Runtime { inner: Arc::new(RuntimeInner { config, entries, agents, conversations, telemetry, tools }) }
     }
 
     pub fn agents(&self) -> &[AgentEntry] {
-        &self.config.agents
+        &self.inner.entries
     }
 
     pub fn agent(&self, name: &str) -> Option<&AgentEntry> {
-        self.config.agent(name)
+        self.inner.entries.iter().find(|entry| entry.name == name)
+    }
+
+    pub fn config(&self) -> &Arc<Config> {
+        &self.inner.config
+    }
+
+    pub fn conversations(&self) -> &Conversations {
+        &self.inner.conversations
+    }
+
+    pub fn telemetry(&self) -> &Arc<Telemetry> {
+        &self.inner.telemetry
     }
 
     /// Agents that loaded without errors.
     pub fn ready_count(&self) -> usize {
-        self.config.agents.iter().filter(|entry| entry.config().is_some()).count()
+        self.inner.agents.len()
     }
 
-    /// One state per distinct provider endpoint the ready agents use. No call has been made
-    /// yet, so each is `Degraded` (unprobed) until the providers' router reports on it.
-    pub fn provider_states(&self) -> Vec<(String, ProviderState)> {
-        let mut seen: Vec<String> = Vec::new();
-        for config in self.config.agents.iter().filter_map(AgentEntry::config) {
-            let roles = std::iter::once(&config.model.default).chain(config.model.roles.values());
-            for candidate in roles.flat_map(|role| role.candidates.iter()) {
-                let key = format!("{} {}", candidate.kind.as_str(), candidate.endpoint);
-                if !seen.contains(&key) {
-                    seen.push(key);
-                }
+    /// Health of every candidate of every role of every ready agent, as the routers know it.
+    pub fn candidate_health(&self) -> Vec<(String, String, CandidateHealth)> {
+        let mut all = Vec::new();
+        for (agent, runtime) in &self.inner.agents {
+            for (role, router) in &runtime.routers {
+                all.extend(router.health().into_iter().map(|health| (agent.clone(), role.clone(), health)));
             }
         }
-        seen.into_iter().map(|key| (key, ProviderState::Degraded)).collect()
+        all
     }
+
+    /// One state per distinct provider endpoint: the best state any router has seen for it.
+    pub fn provider_states(&self) -> Vec<(String, ProviderState)> {
+        let mut states: BTreeMap<String, ProviderState> = BTreeMap::new();
+        for (_, _, health) in self.candidate_health() {
+            let key = format!("{} {}", health.provider, health.endpoint);
+            let rank = |state: ProviderState| match state {
+                ProviderState::Healthy => 2,
+                ProviderState::Degraded => 1,
+                ProviderState::Unavailable => 0,
+            };
+            states
+                .entry(key)
+                .and_modify(|current| {
+                    if rank(health.state) > rank(*current) {
+                        *current = health.state;
+                    }
+                })
+                .or_insert(health.state);
+        }
+        states.into_iter().collect()
+    }
+
+    /// Runs an agent: the single pipeline behind HTTP, WebSocket and CLI.
+    pub async fn run(
+        &self,
+        request: RunRequest,
+        events: Option<tokio::sync::mpsc::Sender<RunEvent>>,
+    ) -> Result<RunOutcome, RunError> {
+        run::run(self.clone(), request, events, None).await
+    }
+
+    pub(crate) fn inner(&self) -> &RuntimeInner {
+        &self.inner
+    }
+}
+
+/// A nested run (an agent called as a tool) shares the caller's trace and session.
+pub(crate) struct ParentRun {
+    pub trace: Arc<TraceRecorder>,
+    pub span_id: String,
+    pub depth: usize,
 }

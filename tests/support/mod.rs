@@ -133,8 +133,18 @@ impl Drop for TestApp {
     }
 }
 
-/// Sends one HTTP request with ureq on a blocking thread.
+/// Sends one HTTP request with ureq on a blocking thread; a transport failure panics.
 pub async fn send(method: &str, url: &str, body: Option<Vec<u8>>, headers: &[(&str, &str)]) -> Answer {
+    try_send(method, url, body, headers).await.expect("request sent")
+}
+
+/// Sends one HTTP request; `Err` when it could not be sent or answered (e.g. the daemon died).
+pub async fn try_send(
+    method: &str,
+    url: &str,
+    body: Option<Vec<u8>>,
+    headers: &[(&str, &str)],
+) -> Result<Answer, String> {
     let method = method.to_string();
     let url = url.to_string();
     let headers: Vec<(String, String)> = headers.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
@@ -152,7 +162,7 @@ pub async fn send(method: &str, url: &str, body: Option<Vec<u8>>, headers: &[(&s
             Some(body) => agent.run(request.body(body).expect("request builds")),
             None => agent.run(request.body(()).expect("request builds")),
         };
-        let mut response = sent.expect("request sent");
+        let mut response = sent.map_err(|error| error.to_string())?;
         let status = response.status().as_u16();
         let headers = response
             .headers()
@@ -161,8 +171,57 @@ pub async fn send(method: &str, url: &str, body: Option<Vec<u8>>, headers: &[(&s
             .collect();
         let text = response.body_mut().read_to_string().unwrap_or_default();
         let json = serde_json::from_str(&text).unwrap_or(Value::Null);
-        Answer { status, headers, text, json }
+        Ok(Answer { status, headers, text, json })
     })
     .await
     .expect("request task")
+}
+
+/// The real binary, started as a separate process on a free port.
+pub struct Daemon {
+    pub child: std::process::Child,
+    pub url: String,
+}
+
+impl Daemon {
+    /// Starts `astromesh serve --port 0` and waits until it logs its address.
+    pub async fn spawn(config_dir: &Path, data_dir: &Path) -> Daemon {
+        use std::io::BufRead;
+        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_astromesh"))
+            .args(["serve", "--port", "0", "--log-level", "info", "--config"])
+            .arg(config_dir)
+            .arg("--data-dir")
+            .arg(data_dir)
+            .stderr(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .expect("spawn the daemon");
+        let stderr = child.stderr.take().expect("stderr piped");
+        let address = tokio::task::spawn_blocking(move || {
+            let mut lines = std::io::BufReader::new(stderr).lines();
+            let address = loop {
+                let line = lines.next().expect("daemon exited before listening").expect("read stderr");
+                if let Some(rest) = line.split("listening address=").nth(1) {
+                    break rest.split_whitespace().next().expect("address").to_string();
+                }
+            };
+            // Keep draining so the daemon never blocks on a full pipe.
+            std::thread::spawn(move || lines.for_each(drop));
+            address
+        })
+        .await
+        .expect("reader task");
+        Daemon { child, url: format!("http://{address}") }
+    }
+
+    pub fn kill_hard(&mut self) {
+        let _ = self.child.kill(); // SIGKILL; an error means it already exited.
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        self.kill_hard();
+    }
 }
