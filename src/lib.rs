@@ -10,6 +10,7 @@ pub mod config;
 pub mod providers;
 pub mod runtime;
 pub mod store;
+pub mod tools;
 
 use std::future::IntoFuture;
 use std::sync::Arc;
@@ -28,11 +29,14 @@ use api::AppState;
 use config::Config;
 use runtime::Runtime;
 use store::{Store, StoreError};
+use tools::{ToolError, ToolRegistry};
 
 #[derive(Debug, thiserror::Error)]
 pub enum AppError {
     #[error(transparent)]
     Store(#[from] StoreError),
+    #[error(transparent)]
+    Tools(#[from] ToolError),
     #[error("HTTP server failed: {0}")]
     Serve(#[source] std::io::Error),
 }
@@ -50,7 +54,8 @@ impl App {
         let config = Arc::new(config);
         let store = Arc::new(Store::open(&config.runtime.data_dir, config.runtime.write_queue)?);
         let runtime = Arc::new(Runtime::new(config.clone()));
-        let state = AppState { config, runtime, store, started: Instant::now() };
+        let tools = Arc::new(ToolRegistry::new(&config, Arc::clone(&store))?);
+        let state = AppState { config, runtime, store, tools, started: Instant::now() };
         Ok(App { state, tasks: TaskTracker::new() })
     }
 
@@ -67,6 +72,15 @@ impl App {
     /// shutdown timeout), background tasks, and last the store's final durable commit.
     pub async fn serve(self, listener: TcpListener, shutdown: CancellationToken) -> Result<(), AppError> {
         let drain = self.state.config.runtime.shutdown_timeout;
+        // MCP servers connect in the background; a slow or broken one does not delay serving.
+        let tools = Arc::clone(&self.state.tools);
+        let stop_connecting = shutdown.clone();
+        self.tasks.spawn(async move {
+            tokio::select! {
+                () = tools.start() => {}
+                () = stop_connecting.cancelled() => {}
+            }
+        });
         // Trailing-slash variants (`/v1/traces/`) answer directly, without redirects.
         let service = NormalizePathLayer::trim_trailing_slash().layer(self.router());
         let server = axum::serve(listener, ServiceExt::<Request>::into_make_service(service))
@@ -85,6 +99,10 @@ impl App {
         self.tasks.close();
         if tokio::time::timeout(drain, self.tasks.wait()).await.is_err() {
             tracing::warn!("background tasks still running after the drain timeout");
+        }
+        // MCP children exit with the daemon, not after it.
+        if tokio::time::timeout(drain, self.state.tools.shutdown()).await.is_err() {
+            tracing::warn!("MCP servers still running after the drain timeout");
         }
         // Acknowledged writes are durable before we return, even when serving failed.
         let closed = self.state.store.close().await;

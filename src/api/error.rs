@@ -41,6 +41,9 @@ pub enum ApiError {
     Timeout(String),
     #[error("{0}")]
     Unavailable(String),
+    /// Something we called on the client's behalf (a tool, an upstream service) failed.
+    #[error("{0}")]
+    BadGateway(String),
     #[error("Method Not Allowed")]
     MethodNotAllowed,
     #[error("{0}")]
@@ -64,6 +67,7 @@ impl ApiError {
             ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::Timeout(_) => StatusCode::REQUEST_TIMEOUT,
             ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::BadGateway(_) => StatusCode::BAD_GATEWAY,
             ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
@@ -95,5 +99,21 @@ impl IntoResponse for ApiError {
 impl From<crate::store::StoreError> for ApiError {
     fn from(error: crate::store::StoreError) -> ApiError {
         ApiError::Internal(Box::new(error))
+    }
+}
+
+impl From<crate::tools::ToolError> for ApiError {
+    fn from(error: crate::tools::ToolError) -> ApiError {
+        use crate::tools::ToolError;
+        match error {
+            ToolError::UnknownTool(_) => ApiError::NotFound(error.to_string()),
+            ToolError::InvalidInput { loc, message, .. } => {
+                let mut full = vec![json!("body"), json!("input")];
+                full.extend(loc);
+                let kind = if message == "Field required" { "missing" } else { "value_error" };
+                ApiError::invalid(full, message, kind)
+            }
+            other @ ToolError::UnknownDirectConfig(_) => ApiError::Internal(Box::new(other)),
+        }
     }
 }

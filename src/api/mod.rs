@@ -9,6 +9,7 @@ pub mod error;
 pub mod extract;
 mod health;
 mod system;
+mod tools;
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -22,6 +23,7 @@ use tower_http::cors::{AllowOrigin, Any, CorsLayer};
 use crate::config::Config;
 use crate::runtime::Runtime;
 use crate::store::Store;
+use crate::tools::ToolRegistry;
 use error::ApiError;
 
 /// What every handler can reach. Cheap to clone.
@@ -30,6 +32,7 @@ pub struct AppState {
     pub config: Arc<Config>,
     pub runtime: Arc<Runtime>,
     pub store: Arc<Store>,
+    pub tools: Arc<ToolRegistry>,
     pub started: Instant,
 }
 
@@ -41,6 +44,7 @@ pub fn router(state: AppState) -> Router {
         .merge(health::router())
         .merge(agents::router())
         .merge(system::router())
+        .merge(tools::router())
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .with_state(state)

@@ -248,6 +248,8 @@ pub(crate) struct RuntimeSpecFile {
     pub observability: Option<Value>,
     pub store: StoreFile,
     pub limits: Option<Value>,
+    /// Built-in tool settings for direct execution (`POST /v1/tools/execute`), by tool name.
+    pub tools: Option<IndexMap<String, Map<String, Value>>>,
 }
 
 #[derive(Debug, Default, Deserialize)]

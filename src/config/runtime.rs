@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use indexmap::IndexMap;
-use serde_json::Value;
+use serde_json::{Map, Value};
 
 use super::agent::{resolve_orchestration, OrchestrationDefaults};
 use super::file::{ProviderEntryFile, ProvidersFile, RuntimeFile};
@@ -40,6 +40,9 @@ pub struct RuntimeConfig {
     pub services_agents: bool,
     pub mesh: Option<Value>,
     pub observability: Option<Value>,
+    /// `spec.tools`: the `config` of each built-in when it runs outside an agent
+    /// (`POST /v1/tools/execute`), e.g. `{http_request: {allow_localhost: true}}`.
+    pub tools: IndexMap<String, Map<String, Value>>,
 }
 
 impl Default for RuntimeConfig {
@@ -57,6 +60,7 @@ impl Default for RuntimeConfig {
             services_agents: true,
             mesh: None,
             observability: None,
+            tools: IndexMap::new(),
         }
     }
 }
@@ -166,6 +170,7 @@ pub(super) fn resolve_runtime_file(
         services_agents,
         mesh: spec.mesh.clone(),
         observability: spec.observability.clone(),
+        tools: spec.tools.clone().unwrap_or_default(),
     };
     if problems.has_errors() {
         fatal.extend(problems.render(path));

@@ -53,11 +53,13 @@ pub enum Table {
     Vectors,
     Semantic,
     Mesh,
+    /// The `cache_store` tool's per-agent key/value pairs.
+    Cache,
 }
 
 impl Table {
     /// Every table, in declaration order; `Store::open` creates them all.
-    pub const ALL: [Table; 9] = [
+    pub const ALL: [Table; 10] = [
         Table::Meta,
         Table::History,
         Table::Traces,
@@ -67,6 +69,7 @@ impl Table {
         Table::Vectors,
         Table::Semantic,
         Table::Mesh,
+        Table::Cache,
     ];
 
     /// The table's name inside the redb file.
@@ -81,6 +84,7 @@ impl Table {
             Table::Vectors => "vectors",
             Table::Semantic => "semantic",
             Table::Mesh => "mesh",
+            Table::Cache => "cache",
         }
     }
 
