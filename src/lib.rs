@@ -68,6 +68,11 @@ impl App {
         &self.state.store
     }
 
+    /// The tool registry (the runtime calls it; tests drive it with an agent's context).
+    pub fn tools(&self) -> &Arc<ToolRegistry> {
+        &self.state.tools
+    }
+
     /// Serves until `shutdown` is cancelled, then drains: in-flight requests (bounded by the
     /// shutdown timeout), background tasks, and last the store's final durable commit.
     pub async fn serve(self, listener: TcpListener, shutdown: CancellationToken) -> Result<(), AppError> {

@@ -9,3 +9,4 @@ mod config_files;
 mod http_api;
 mod providers;
 mod tidy;
+mod tools;
