@@ -97,7 +97,7 @@ async fn client_agent_and_unknown_tools() {
 async fn webhook_tools_post_their_arguments_with_headers() {
     let server = hooks().await;
     let tools = format!(
-        "    - name: open_ticket\n      type: webhook\n      url: \"{url}/hook\"\n      headers: {{x-api-key: secret-1}}\n      config: {{allow_localhost: true}}\n      parameters: {{title: {{type: string, required: true}}}}\n    - {{name: plain, type: webhook, url: \"{url}/text\", config: {{allow_localhost: true}}}}\n    - {{name: guarded, type: webhook, url: \"{url}/hook\"}}\n",
+        "    - name: open_ticket\n      type: webhook\n      url: \"{url}/hook\"\n      headers: {{x-api-key: secret-1}}\n      config: {{allow_localhost: true}}\n      parameters: {{title: {{type: string, required: true}}}}\n    - {{name: plain, type: webhook, url: \"{url}/text\", config: {{allow_localhost: true}}}}\n    - {{name: guarded, type: webhook, url: \"{url}/hook\"}}\n    - {{name: lookup, type: webhook, method: GET, url: \"{url}/json\", config: {{allow_localhost: true}}}}\n",
         url = server.url
     );
     let app = TestApp::start(&[("agents/main.agent.yaml", &agent_with_tools("main", &tools))]).await;
@@ -112,6 +112,9 @@ async fn webhook_tools_post_their_arguments_with_headers() {
     let guarded = call(&app, "main", "guarded", json!({})).await;
     assert!(guarded.error.unwrap().contains("loopback address"));
     assert_eq!(server.requests().len(), 2);
+    let lookup = call(&app, "main", "lookup", json!({"q": "rust lang", "n": 2})).await;
+    assert_eq!(lookup.output, json!({"ok": 1}));
+    assert_eq!(server.requests()[2].uri, "/json?n=2&q=rust+lang");
     app.stop().await;
 }
 

@@ -61,7 +61,7 @@ async fn builtin_catalogue_has_the_17_in_order_with_their_schemas() {
 async fn tools_are_listed_across_agents_with_type_and_agents() {
     let first = agent_with_tools(
         "first",
-        "    - {name: web_search, type: builtin}\n    - {name: datetime_now}\n    - {name: ask_user, type: client, description: Ask the user, parameters: {question: {type: string}}}\n    - {name: notify, type: webhook, url: \"http://127.0.0.1:9/hook\", description: Notify ops}\n    - {name: helper, type: agent, agent: second, description: Ask the helper}\n",
+        "    - {name: web_search, type: builtin}\n    - {name: datetime_now}\n    - {name: ask_user, type: client, description: Ask the user, parameters: {question: {type: string}}}\n    - {name: notify, type: webhook, url: \"http://127.0.0.1:9/hook\", description: Notify ops}\n    - {name: helper, type: agent, agent: second, description: Ask the helper}\n    - {name: no_such_builtin}\n",
     );
     let second = agent_with_tools("second", "    - {name: web_search, type: internal, description: Search it}\n");
     let app = TestApp::start(&[("agents/first.agent.yaml", &first), ("agents/second.agent.yaml", &second)]).await;

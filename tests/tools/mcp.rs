@@ -149,7 +149,12 @@ async fn streamable_http_servers_work_too() {
     server.kill().await.unwrap();
 }
 
-/// Where `.ci/run` installs the npm server: `npm install --prefix tests/npm @modelcontextprotocol/server-filesystem`.
+/// The npm package, pinned so its output format cannot change under the test.
+const FILESYSTEM_PACKAGE: &str = "@modelcontextprotocol/server-filesystem@2026.8.31";
+
+/// Where `.ci/run` installs the npm server:
+/// `npm install --no-audit --no-fund --prefix tests/npm @modelcontextprotocol/server-filesystem@2026.8.31`.
+/// When it is missing and npm works, the test installs it there itself.
 fn filesystem_server() -> Option<PathBuf> {
     let prefix = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/npm");
     let entry = prefix.join("node_modules/@modelcontextprotocol/server-filesystem/dist/index.js");
@@ -164,7 +169,7 @@ fn filesystem_server() -> Option<PathBuf> {
     let installed = std::process::Command::new("npm")
         .args(["install", "--no-audit", "--no-fund", "--prefix"])
         .arg(&prefix)
-        .arg("@modelcontextprotocol/server-filesystem")
+        .arg(FILESYSTEM_PACKAGE)
         .output();
     match installed {
         Ok(out) if out.status.success() && entry.is_file() => Some(entry),
