@@ -17,11 +17,11 @@
 //! here but run by the runtime (they need `Runtime::run`), which intercepts them before calling
 //! `execute`. Not here: the sandbox rules (`policy`), outbound HTTP (`fetch`).
 
-pub mod builtin;
+mod builtin;
 mod fetch;
 mod limits;
-pub mod mcp;
-pub mod policy;
+mod mcp;
+mod policy;
 mod schema;
 
 use std::collections::HashMap;
