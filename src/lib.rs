@@ -74,10 +74,24 @@ impl App {
         &self.state.store
     }
 
+    /// The tool registry (the runtime calls it; tests drive it with an agent's context).
+    pub fn tools(&self) -> &Arc<ToolRegistry> {
+        &self.state.tools
+    }
+
     /// Serves until `shutdown` is cancelled, then drains: in-flight requests (bounded by the
     /// shutdown timeout), background tasks, and last the store's final durable commit.
     pub async fn serve(self, listener: TcpListener, shutdown: CancellationToken) -> Result<(), AppError> {
         let drain = self.state.config.runtime.shutdown_timeout;
+        // MCP servers connect in the background; a slow or broken one does not delay serving.
+        let tools = Arc::clone(&self.state.tools);
+        let stop_connecting = shutdown.clone();
+        self.tasks.spawn(async move {
+            tokio::select! {
+                () = tools.start() => {}
+                () = stop_connecting.cancelled() => {}
+            }
+        });
         // Trailing-slash variants (`/v1/traces/`) answer directly, without redirects.
         let service = NormalizePathLayer::trim_trailing_slash().layer(self.router());
         let server = axum::serve(listener, ServiceExt::<Request>::into_make_service(service))
@@ -86,7 +100,7 @@ impl App {
         let app_shutdown = self.state.shutdown.clone();
         let external = shutdown.clone();
         // Long-lived connections (WebSockets) watch the app's own token.
-        tokio::spawn(async move {
+        self.tasks.spawn(async move {
             external.cancelled().await;
             app_shutdown.cancel();
         });
@@ -100,10 +114,13 @@ impl App {
                 }
             },
         };
-        self.state.tools.shutdown().await;
         self.tasks.close();
         if tokio::time::timeout(drain, self.tasks.wait()).await.is_err() {
             tracing::warn!("background tasks still running after the drain timeout");
+        }
+        // MCP children exit with the daemon, not after it.
+        if tokio::time::timeout(drain, self.state.tools.shutdown()).await.is_err() {
+            tracing::warn!("MCP servers still running after the drain timeout");
         }
         // Acknowledged writes are durable before we return, even when serving failed.
         let closed = self.state.store.close().await;

@@ -11,4 +11,5 @@ mod http_api;
 mod providers;
 mod runs;
 mod tidy;
+mod tools;
 mod websocket;

@@ -135,11 +135,11 @@ async fn run_one(
     let result = loop {
         tokio::select! {
             biased;
-            event = received.recv() => {
-                if let Some(event) = event {
-                    if !send(sender, event_frame(event)).await {
-                        return false; // Dropping `run` cancels it.
-                    }
+            // Once the run drops its sender, `recv` yields `None` at once: the pattern disables
+            // the branch then, so the loop cannot spin on it.
+            Some(event) = received.recv() => {
+                if !send(sender, event_frame(event)).await {
+                    return false; // Dropping `run` cancels it.
                 }
             }
             result = &mut run => break result,

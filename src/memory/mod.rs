@@ -148,7 +148,7 @@ impl Conversations {
         let meta = serde_json::to_vec(&serde_json::json!({ "updated": epoch_seconds() }))?;
         let op = WriteOp::Custom(Box::new(move |txn| {
             let mut table = txn.open_table(Table::History.definition())?;
-            let mut next = {
+            let next = {
                 let mut upper = prefix.clone();
                 upper.extend_from_slice(&u64::MAX.to_be_bytes());
                 let mut range = table.range::<&[u8]>(prefix.as_slice()..=upper.as_slice())?;
@@ -161,11 +161,10 @@ impl Conversations {
                     None => 0,
                 }
             };
-            for value in &encoded {
+            for (offset, value) in (0u64..).zip(&encoded) {
                 let mut key = prefix.clone();
-                key.extend_from_slice(&next.to_be_bytes());
+                key.extend_from_slice(&(next + offset).to_be_bytes());
                 table.insert(key.as_slice(), value.as_slice())?;
-                next += 1;
             }
             table.insert(meta_key.as_slice(), meta.as_slice())?;
             Ok(())

@@ -115,12 +115,16 @@ fn compile(rule: &Map<String, Value>, output: bool) -> Result<Rule, String> {
             }
             Rule::Filter { patterns }
         }
-        (other, false) => return Err(format!(
+        (other, false) => {
+            return Err(format!(
             "unknown input guardrail \"{other}\" (expected pii_detection, max_length, topic_filter, prompt_injection)"
-        )),
-        (other, true) => return Err(format!(
+        ))
+        }
+        (other, true) => {
+            return Err(format!(
             "unknown output guardrail \"{other}\" (expected pii_detection, cost_limit, content_filter, topic_filter)"
-        )),
+        ))
+        }
     })
 }
 

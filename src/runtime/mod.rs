@@ -163,9 +163,9 @@ impl Runtime {
                 }
             };
             let mut routers = BTreeMap::new();
-            routers.insert("default".to_string(), Arc::new(ModelRouter::new(&agent.model.default, breaker.clone())));
+            routers.insert("default".to_string(), Arc::new(ModelRouter::new(&agent.model.default, breaker)));
             for (role, role_config) in &agent.model.roles {
-                routers.insert(role.clone(), Arc::new(ModelRouter::new(role_config, breaker.clone())));
+                routers.insert(role.clone(), Arc::new(ModelRouter::new(role_config, breaker)));
             }
             if let Some(backend) = &agent.memory.conversational_backend {
                 if !matches!(backend.as_str(), "in_memory" | "store") {

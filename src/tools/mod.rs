@@ -9,17 +9,19 @@
 //! `execute_direct` serves `POST /v1/tools/execute`: built-ins (with runtime.yaml's
 //! `spec.tools.<name>` as their config) and the MCP tools of any agent, no agent context.
 //!
-//! Tool kinds: `builtin`/`internal` run `builtin::run`; `client` tools are announced but not run
+//! Tool kinds: `builtin`/`internal` run `builtin::run` (with the catalogue's schema, whatever
+//! `parameters` the YAML repeats; a name that is not a built-in is logged and not offered);
+//! `client` tools are announced but not run
 //! (`{"ok": true}`); `webhook` tools POST their arguments to the configured URL through the
 //! network policy; `mcp` entries are served by `mcp::McpServer`. `agent` tools are announced
 //! here but run by the runtime (they need `Runtime::run`), which intercepts them before calling
 //! `execute`. Not here: the sandbox rules (`policy`), outbound HTTP (`fetch`).
 
-pub mod builtin;
+mod builtin;
 mod fetch;
 mod limits;
-pub mod mcp;
-pub mod policy;
+mod mcp;
+mod policy;
 mod schema;
 
 use std::collections::HashMap;
@@ -279,9 +281,12 @@ impl ToolRegistry {
                     }
                     (ToolKind::Mcp, None) => {}
                     (ToolKind::Builtin, _) => {
-                        let fallback = self.builtin(&tool.name).map(|info| info.description).unwrap_or_default();
-                        let description = if tool.description.is_empty() { fallback } else { &tool.description };
-                        add(&tool.name, &tool.declared_type, description, &agent.name);
+                        // A name that is not a built-in is not offered, so it is not listed.
+                        if let Some(info) = self.builtin(&tool.name) {
+                            let description =
+                                if tool.description.is_empty() { info.description } else { &tool.description };
+                            add(&tool.name, &tool.declared_type, description, &agent.name);
+                        }
                     }
                     _ => add(&tool.name, &tool.declared_type, &tool.description, &agent.name),
                 }
@@ -310,9 +315,10 @@ impl ToolRegistry {
                 Err(error) => unreachable.push(error.to_string()),
             }
         }
-        match unreachable.is_empty() {
-            true => Err(format!("Tool '{name}' not found")),
-            false => Err(format!("Tool '{name}' not found ({})", unreachable.join("; "))),
+        if unreachable.is_empty() {
+            Err(format!("Tool '{name}' not found"))
+        } else {
+            Err(format!("Tool '{name}' not found ({})", unreachable.join("; ")))
         }
     }
 
@@ -459,8 +465,9 @@ fn finish(result: Result<Value, String>, duration: Duration) -> ToolOutcome {
     }
 }
 
-/// A `webhook` tool: POST the arguments as JSON to the configured URL, with its headers, through
-/// the network policy; the answer (JSON or text) is the observation.
+/// A `webhook` tool: POST the arguments as JSON to the configured URL (`method: GET` sends them
+/// as query parameters instead), with its headers, through the network policy; the answer (JSON
+/// or text) is the observation.
 async fn webhook(
     tool: &ToolConfig,
     arguments: &Map<String, Value>,
@@ -470,8 +477,21 @@ async fn webhook(
     let remaining = deadline.saturating_duration_since(tokio::time::Instant::now());
     let policy = policy::NetPolicy::from_config(&tool.config, remaining);
     let method = tool.method.clone().unwrap_or_else(|| "POST".to_string()).to_ascii_uppercase();
-    let mut call = fetch::HttpCall::post_json(url, &Value::Object(arguments.clone()), tool.headers.clone());
-    call.method = method;
+    let call = if method == "GET" {
+        // A GET carries the arguments in the query string instead of a body.
+        let query = arguments
+            .iter()
+            .map(|(key, value)| (key.clone(), value.as_str().map(str::to_string).unwrap_or_else(|| value.to_string())));
+        let encoded = url::form_urlencoded::Serializer::new(String::new()).extend_pairs(query).finish();
+        let separator = if url.contains('?') { '&' } else { '?' };
+        let mut call = fetch::HttpCall::get(&format!("{url}{separator}{encoded}"));
+        call.headers = tool.headers.clone();
+        call
+    } else {
+        let mut call = fetch::HttpCall::post_json(url, &Value::Object(arguments.clone()), tool.headers.clone());
+        call.method = method;
+        call
+    };
     let reply = fetch::fetch(&policy, call).await.map_err(|error| error.to_string())?;
     if !reply.is_success() {
         let body: String = reply.text().chars().take(300).collect();

@@ -6,6 +6,7 @@
 #![allow(dead_code)]
 
 pub mod llm;
+pub mod web;
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -68,6 +69,10 @@ pub struct TestApp {
     pub url: String,
     pub config_dir: ConfigDir,
     pub data_dir: TempDir,
+    /// The configuration it was started with.
+    pub config: Config,
+    /// Its tool registry (it holds the store open: dropped before a restart).
+    tools: Option<std::sync::Arc<astromesh::tools::ToolRegistry>>,
     shutdown: CancellationToken,
     server: Option<JoinHandle<Result<(), astromesh::AppError>>>,
 }
@@ -82,10 +87,20 @@ impl TestApp {
     /// Starts with a config dir, letting the test adjust the loaded `Config` first.
     pub async fn start_in(config_dir: ConfigDir, adjust: impl FnOnce(&mut Config)) -> TestApp {
         let data_dir = tempfile::tempdir().expect("temp data dir");
+        Self::start_with_data(config_dir, data_dir, adjust).await
+    }
+
+    /// Starts over an existing data dir (a restart keeps what was written).
+    pub async fn start_with_data(
+        config_dir: ConfigDir,
+        data_dir: TempDir,
+        adjust: impl FnOnce(&mut Config),
+    ) -> TestApp {
         let overrides = Overrides { data_dir: Some(data_dir.path().to_path_buf()), ..Overrides::default() };
         let mut config =
             Config::load(ConfigSource::Dir(config_dir.path().to_path_buf()), &overrides).expect("config loads");
         adjust(&mut config);
+        let kept = config.clone();
         let app = tokio::task::spawn_blocking(move || astromesh::App::build(config))
             .await
             .expect("build task")
@@ -93,8 +108,9 @@ impl TestApp {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind loopback");
         let url = format!("http://{}", listener.local_addr().expect("local addr"));
         let shutdown = CancellationToken::new();
+        let tools = app.tools().clone();
         let server = tokio::spawn(app.serve(listener, shutdown.clone()));
-        TestApp { url, config_dir, data_dir, shutdown, server: Some(server) }
+        TestApp { url, config_dir, data_dir, config: kept, tools: Some(tools), shutdown, server: Some(server) }
     }
 
     pub async fn get(&self, path: &str) -> Answer {
@@ -119,11 +135,35 @@ impl TestApp {
 
     /// Cancels the daemon and asserts that it shuts down cleanly and promptly.
     pub async fn stop(mut self) -> PathBuf {
+        self.shutdown_and_wait().await;
+        self.data_dir.path().to_path_buf()
+    }
+
+    /// The tool registry, for tests that call tools with an agent's context.
+    pub fn tools(&self) -> &astromesh::tools::ToolRegistry {
+        self.tools.as_deref().expect("app running")
+    }
+
+    async fn shutdown_and_wait(&mut self) {
+        self.tools = None;
         self.shutdown.cancel();
         let server = self.server.take().expect("server running");
         let result = tokio::time::timeout(Duration::from_secs(15), server).await.expect("shutdown completes in time");
         result.expect("server task").expect("server shuts down cleanly");
-        self.data_dir.path().to_path_buf()
+    }
+
+    /// Stops cleanly and starts again with the same config and data dirs.
+    pub async fn restart(mut self) -> TestApp {
+        self.shutdown_and_wait().await;
+        let config_dir = ConfigDir { dir: tempfile::tempdir().expect("temp config dir") };
+        let config_dir = std::mem::replace(&mut self.config_dir, config_dir);
+        let data_dir = std::mem::replace(&mut self.data_dir, tempfile::tempdir().expect("temp data dir"));
+        TestApp::start_with_data(config_dir, data_dir, |_| {}).await
+    }
+
+    /// The configuration of a loaded agent.
+    pub fn agent(&self, name: &str) -> std::sync::Arc<astromesh::config::AgentConfig> {
+        self.config.agent(name).and_then(|entry| entry.config()).expect("agent loaded").clone()
     }
 }
 

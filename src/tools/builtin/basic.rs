@@ -137,8 +137,10 @@ pub(super) async fn text_summarize(call: &BuiltinCall<'_>) -> Result<Value, Tool
         ChatMessage::system("You write concise, faithful summaries. Answer with the summary only."),
         ChatMessage::user(&format!("Summarize in ~{max_words} words:\n\n{text}")),
     ]);
+    // The tool's own timeout may end before the run's deadline.
+    let deadline = call.ctx.deadline.min(tokio::time::Instant::now() + call.timeout);
     let response = router
-        .complete(request, call.ctx.deadline, None)
+        .complete(request, deadline, None)
         .await
         .map_err(|error| ToolFailure::failed(format!("the model could not summarize: {error}")))?;
     Ok(

@@ -14,6 +14,7 @@
 mod basic;
 pub(crate) mod catalog;
 mod files;
+mod html;
 mod messaging;
 mod sql;
 mod web;

@@ -97,7 +97,7 @@ pub(super) async fn sql_query(call: &BuiltinCall<'_>) -> Result<Value, ToolFailu
             let affected = statement.execute(params).map_err(sql_failure)?;
             return Ok(json!({"affected_rows": affected}));
         }
-        let columns: Vec<String> = statement.column_names().into_iter().map(str::to_string).collect();
+        let columns: Vec<String> = statement.column_names().map(str::to_string).collect();
         let mut rows = statement.query(params).map_err(sql_failure)?;
         let mut out: Vec<Value> = Vec::new();
         let mut truncated = false;

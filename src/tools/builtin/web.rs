@@ -3,14 +3,12 @@
 //! All of them send through `fetch`, so the network policy (addresses, redirects, size, time)
 //! applies to each, with the tool's `config` choosing its exceptions and limits. The search and
 //! encyclopedia endpoints are configurable (`config.endpoint`) so tests and private mirrors can
-//! stand in for the public services. HTML is turned into text with a real parser (html5ever
-//! through `scraper`), walking the tree iteratively: a page nested a million levels deep must
-//! not overflow the stack of a blocking thread.
+//! stand in for the public services. HTML becomes text in `html`.
 
-use ego_tree::iter::Edge;
 use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
 use serde_json::{json, Value};
 
+use super::html::html_to_text;
 use super::{opt_str, opt_u64, setting, str_arg, string_pairs, BuiltinCall, ToolFailure};
 use crate::tools::fetch::{fetch, HttpCall, HttpReply};
 use crate::tools::policy::NetPolicy;
@@ -137,99 +135,6 @@ pub(super) async fn web_scrape(call: &BuiltinCall<'_>) -> Result<Value, ToolFail
     )
 }
 
-/// Elements whose content is not readable text.
-const SKIPPED: &[&str] = &["script", "style", "noscript", "template", "head", "svg", "iframe", "object", "canvas"];
-
-/// Elements that start a new line of text.
-const BLOCKS: &[&str] = &[
-    "p",
-    "div",
-    "br",
-    "li",
-    "ul",
-    "ol",
-    "h1",
-    "h2",
-    "h3",
-    "h4",
-    "h5",
-    "h6",
-    "tr",
-    "table",
-    "section",
-    "article",
-    "header",
-    "footer",
-    "nav",
-    "aside",
-    "main",
-    "blockquote",
-    "pre",
-    "hr",
-    "dd",
-    "dt",
-    "dl",
-    "form",
-    "figure",
-    "figcaption",
-    "address",
-    "details",
-    "summary",
-];
-
-/// Inline elements that still separate words (table cells, form controls).
-const CELLS: &[&str] = &["td", "th", "img", "input", "button", "label", "option", "select", "textarea"];
-
-/// The page's title and its readable text: one line per block, whitespace collapsed.
-pub(crate) fn html_to_text(html: &str) -> (Option<String>, String) {
-    let document = scraper::Html::parse_document(html);
-    let title = scraper::Selector::parse("title")
-        .ok()
-        .and_then(|selector| document.select(&selector).next())
-        .map(|title| title.text().collect::<String>().split_whitespace().collect::<Vec<_>>().join(" "))
-        .filter(|title| !title.is_empty());
-    let mut lines: Vec<String> = Vec::new();
-    let mut line = String::new();
-    let mut skipping = 0usize;
-    let end_line = |line: &mut String, lines: &mut Vec<String>| {
-        let collapsed = line.split_whitespace().collect::<Vec<_>>().join(" ");
-        if !collapsed.is_empty() {
-            lines.push(collapsed);
-        }
-        line.clear();
-    };
-    for edge in document.root_element().traverse() {
-        match edge {
-            Edge::Open(node) => match node.value() {
-                scraper::Node::Element(element) => {
-                    if SKIPPED.contains(&element.name()) {
-                        skipping += 1;
-                    } else if skipping == 0 && BLOCKS.contains(&element.name()) {
-                        end_line(&mut line, &mut lines);
-                    } else if skipping == 0 && CELLS.contains(&element.name()) {
-                        line.push(' ');
-                    }
-                }
-                scraper::Node::Text(text) if skipping == 0 => {
-                    line.push_str(text);
-                }
-                _ => {}
-            },
-            Edge::Close(node) => {
-                if let scraper::Node::Element(element) = node.value() {
-                    if SKIPPED.contains(&element.name()) {
-                        skipping = skipping.saturating_sub(1);
-                    } else if skipping == 0 && BLOCKS.contains(&element.name()) {
-                        end_line(&mut line, &mut lines);
-                    }
-                }
-            }
-        }
-    }
-    end_line(&mut line, &mut lines);
-    (title, lines.join("\n"))
-}
-
 pub(super) async fn wikipedia(call: &BuiltinCall<'_>) -> Result<Value, ToolFailure> {
     let topic = str_arg(call.input, "topic")?;
     let language = opt_str(call.input, "language").unwrap_or("en");
@@ -258,26 +163,4 @@ pub(super) async fn wikipedia(call: &BuiltinCall<'_>) -> Result<Value, ToolFailu
         "extract": body.get("extract").and_then(Value::as_str).unwrap_or_default(),
         "url": page_url,
     }))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::html_to_text;
-
-    #[test]
-    fn html_becomes_lines_of_readable_text() {
-        let html = "<html><head><title> The  Page </title><style>p{}</style></head><body>\
-            <h1>Heading</h1><script>var x = 1;</script><p>First   paragraph with <b>bold</b> text.</p>\
-            <ul><li>one</li><li>two</li></ul><div>tail<br>next</div><table><tr><td>a</td><td>b</td></tr></table></body></html>";
-        let (title, text) = html_to_text(html);
-        assert_eq!(title.as_deref(), Some("The Page"));
-        assert_eq!(text, "Heading\nFirst paragraph with bold text.\none\ntwo\ntail\nnext\na b");
-    }
-
-    #[test]
-    fn deeply_nested_html_does_not_overflow() {
-        let html = format!("{}deep{}", "<div>".repeat(50_000), "</div>".repeat(50_000));
-        let (_, text) = html_to_text(&html);
-        assert_eq!(text, "deep");
-    }
 }

@@ -1,0 +1,87 @@
+//! Run throughput: the whole pipeline (HTTP → run → model call → history persisted) against the
+//! scripted upstream at zero delay, with 16 concurrent clients on keep-alive connections.
+//!
+//! Run with `cargo bench --bench runs`. Prints runs/s and the p50/p99 latency of a run as the
+//! client sees it; the upstream answers at once, so that latency is what Astromesh adds.
+
+#[path = "../tests/support/llm.rs"]
+#[allow(dead_code)]
+mod llm;
+
+use std::time::{Duration, Instant};
+
+use astromesh::config::{Config, ConfigSource, Overrides};
+use http_body_util::BodyExt;
+use hyper::Request;
+use tokio_util::sync::CancellationToken;
+
+const CLIENTS: usize = 16;
+const RUNS_PER_CLIENT: usize = 400;
+
+async fn client(address: String, client_idx: usize) -> Vec<Duration> {
+    let stream = tokio::net::TcpStream::connect(&address).await.expect("connect");
+    let io = hyper_util::rt::TokioIo::new(stream);
+    let (mut sender, connection) = hyper::client::conn::http1::handshake(io).await.expect("handshake");
+    tokio::spawn(connection);
+    let mut latencies = Vec::with_capacity(RUNS_PER_CLIENT);
+    for run_idx in 0..RUNS_PER_CLIENT {
+        // Each client keeps one session: history grows and is persisted on every run.
+        let body = format!(r#"{{"query": "question {run_idx}", "session_id": "bench-{client_idx}-{}"}}"#, run_idx / 20);
+        let request = Request::post("/v1/agents/bench/run")
+            .header("host", &address)
+            .header("content-type", "application/json")
+            .body(http_body_util::Full::new(bytes::Bytes::from(body)))
+            .expect("request");
+        let started = Instant::now();
+        let response = sender.send_request(request).await.expect("response");
+        assert_eq!(response.status(), 200);
+        let _ = response.into_body().collect().await.expect("body");
+        latencies.push(started.elapsed());
+    }
+    latencies
+}
+
+fn main() {
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("runtime");
+    runtime.block_on(async {
+        let upstream = llm::ScriptedLlm::start().await;
+        upstream.set_default(llm::Reply::text("A short answer.").with_usage(20, 5));
+        let config_dir = tempfile::tempdir().expect("config dir");
+        std::fs::create_dir_all(config_dir.path().join("agents")).expect("agents dir");
+        let agent = format!(
+            "apiVersion: astromesh/v1\nkind: Agent\nmetadata: {{name: bench}}\nspec:\n  model:\n    primary: {{provider: openai_compat, model: bench, endpoint: \"{}/v1\"}}\n  prompts:\n    system: \"You are a benchmark.\"\n  memory:\n    conversational: {{strategy: sliding_window, max_turns: 10}}\n",
+            upstream.url()
+        );
+        std::fs::write(config_dir.path().join("agents/bench.agent.yaml"), agent).expect("agent file");
+        let data_dir = tempfile::tempdir().expect("data dir");
+        let overrides = Overrides { data_dir: Some(data_dir.path().to_path_buf()), ..Overrides::default() };
+        let config = Config::load(ConfigSource::Dir(config_dir.path().to_path_buf()), &overrides).expect("config");
+        let app = astromesh::App::build(config).expect("app");
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let address = listener.local_addr().expect("address").to_string();
+        let shutdown = CancellationToken::new();
+        let server = tokio::spawn(app.serve(listener, shutdown.clone()));
+
+        // Warm-up: connections, allocator, the first history writes.
+        let _ = client(address.clone(), 999).await;
+        let started = Instant::now();
+        let tasks: Vec<_> = (0..CLIENTS).map(|idx| tokio::spawn(client(address.clone(), idx))).collect();
+        let mut latencies = Vec::with_capacity(CLIENTS * RUNS_PER_CLIENT);
+        for task in tasks {
+            latencies.extend(task.await.expect("client"));
+        }
+        let elapsed = started.elapsed();
+        latencies.sort();
+        let percentile = |p: f64| latencies[((latencies.len() as f64 - 1.0) * p) as usize].as_secs_f64() * 1000.0;
+        println!(
+            "runs: {CLIENTS} clients, {} runs in {:.2} s: {:.0} runs/s; latency p50 {:.2} ms, p99 {:.2} ms (upstream at zero delay, history persisted)",
+            latencies.len(),
+            elapsed.as_secs_f64(),
+            latencies.len() as f64 / elapsed.as_secs_f64(),
+            percentile(0.50),
+            percentile(0.99),
+        );
+        shutdown.cancel();
+        let _ = server.await;
+    });
+}
