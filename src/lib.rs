@@ -7,9 +7,12 @@
 
 pub mod api;
 pub mod config;
+pub mod embed;
 pub mod providers;
+pub mod rag;
 pub mod runtime;
 pub mod store;
+pub mod vector;
 
 use std::future::IntoFuture;
 use std::sync::Arc;
@@ -26,6 +29,8 @@ use tower_http::normalize_path::NormalizePathLayer;
 
 use api::AppState;
 use config::Config;
+use embed::Embedder;
+use rag::{Rag, RagError, RagSettings};
 use runtime::Runtime;
 use store::{Store, StoreError};
 
@@ -33,9 +38,15 @@ use store::{Store, StoreError};
 pub enum AppError {
     #[error(transparent)]
     Store(#[from] StoreError),
+    #[error("cannot load RAG collections: {0}")]
+    Rag(#[from] RagError),
     #[error("HTTP server failed: {0}")]
     Serve(#[source] std::io::Error),
 }
+
+/// Embedding jobs that may wait for the worker (each job is a whole request's texts; callers
+/// beyond this wait to enqueue).
+const EMBED_QUEUE: usize = 64;
 
 /// The daemon, assembled and ready to serve.
 pub struct App {
@@ -50,7 +61,15 @@ impl App {
         let config = Arc::new(config);
         let store = Arc::new(Store::open(&config.runtime.data_dir, config.runtime.write_queue)?);
         let runtime = Arc::new(Runtime::new(config.clone()));
-        let state = AppState { config, runtime, store, started: Instant::now() };
+        // The model loads on the first embedding, not here: startup stays fast.
+        let embedder = Arc::new(Embedder::new(EMBED_QUEUE));
+        let rag_settings = RagSettings {
+            index: vector::IndexSettings { hnsw_threshold: config.runtime.rag_hnsw_threshold, ..Default::default() },
+            max_ingest_chunks: config.runtime.rag_max_ingest_chunks,
+            ..RagSettings::default()
+        };
+        let rag = Arc::new(Rag::new(store.clone(), embedder, rag_settings)?);
+        let state = AppState { config, runtime, store, rag, started: Instant::now() };
         Ok(App { state, tasks: TaskTracker::new() })
     }
 

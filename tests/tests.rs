@@ -8,4 +8,5 @@ mod cli;
 mod config_files;
 mod http_api;
 mod providers;
+mod rag;
 mod tidy;

@@ -8,6 +8,7 @@ mod agents;
 pub mod error;
 pub mod extract;
 mod health;
+mod rag;
 mod system;
 
 use std::sync::Arc;
@@ -20,6 +21,7 @@ use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::cors::{AllowOrigin, Any, CorsLayer};
 
 use crate::config::Config;
+use crate::rag::Rag;
 use crate::runtime::Runtime;
 use crate::store::Store;
 use error::ApiError;
@@ -30,6 +32,7 @@ pub struct AppState {
     pub config: Arc<Config>,
     pub runtime: Arc<Runtime>,
     pub store: Arc<Store>,
+    pub rag: Arc<Rag>,
     pub started: Instant,
 }
 
@@ -41,6 +44,7 @@ pub fn router(state: AppState) -> Router {
         .merge(health::router())
         .merge(agents::router())
         .merge(system::router())
+        .merge(rag::router())
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .with_state(state)

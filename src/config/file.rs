@@ -247,7 +247,15 @@ pub(crate) struct RuntimeSpecFile {
     pub mesh: Option<Value>,
     pub observability: Option<Value>,
     pub store: StoreFile,
+    pub rag: RagFile,
     pub limits: Option<Value>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub(crate) struct RagFile {
+    pub hnsw_threshold: Option<usize>,
+    pub max_ingest_chunks: Option<usize>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -82,6 +82,15 @@ impl TestApp {
     /// Starts with a config dir, letting the test adjust the loaded `Config` first.
     pub async fn start_in(config_dir: ConfigDir, adjust: impl FnOnce(&mut Config)) -> TestApp {
         let data_dir = tempfile::tempdir().expect("temp data dir");
+        Self::start_with_data(config_dir, data_dir, adjust).await
+    }
+
+    /// Starts on an existing data dir (e.g. one a stopped app left, to test restarts).
+    pub async fn start_with_data(
+        config_dir: ConfigDir,
+        data_dir: TempDir,
+        adjust: impl FnOnce(&mut Config),
+    ) -> TestApp {
         let overrides = Overrides { data_dir: Some(data_dir.path().to_path_buf()), ..Overrides::default() };
         let mut config =
             Config::load(ConfigSource::Dir(config_dir.path().to_path_buf()), &overrides).expect("config loads");
@@ -119,11 +128,24 @@ impl TestApp {
 
     /// Cancels the daemon and asserts that it shuts down cleanly and promptly.
     pub async fn stop(mut self) -> PathBuf {
+        self.shut_down().await;
+        self.data_dir.path().to_path_buf()
+    }
+
+    /// Stops cleanly, then starts a new daemon on the same config and data dirs.
+    pub async fn restart(mut self) -> TestApp {
+        self.shut_down().await;
+        let placeholder = || tempfile::tempdir().expect("temp dir");
+        let data_dir = std::mem::replace(&mut self.data_dir, placeholder());
+        let config_dir = std::mem::replace(&mut self.config_dir, ConfigDir { dir: placeholder() });
+        Self::start_with_data(config_dir, data_dir, |_| {}).await
+    }
+
+    async fn shut_down(&mut self) {
         self.shutdown.cancel();
         let server = self.server.take().expect("server running");
         let result = tokio::time::timeout(Duration::from_secs(15), server).await.expect("shutdown completes in time");
         result.expect("server task").expect("server shuts down cleanly");
-        self.data_dir.path().to_path_buf()
     }
 }
 
