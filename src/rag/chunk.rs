@@ -211,7 +211,7 @@ mod tests {
         let text: String = ('a'..='z').collect();
         let chunks = texts(&text, &options(ChunkStrategy::Fixed, 10, 3));
         assert_eq!(chunks, ["abcdefghij", "hijklmnopq", "opqrstuvwx", "vwxyz"]);
-        assert_eq!(texts(&text, &options(ChunkStrategy::Fixed, 26, 5)), [text.clone()]);
+        assert_eq!(texts(&text, &options(ChunkStrategy::Fixed, 26, 5)), [text]);
     }
 
     #[test]
