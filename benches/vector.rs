@@ -6,6 +6,10 @@
 //!   the HNSW part at 100k runs only with `ASTROMESH_BENCH_HNSW_100K=1`.
 //!
 //! Run with `cargo bench --bench vector`.
+//!
+//! Measured on the 2-core reference machine while other builds shared it (load average ~4):
+//! 10k: exact p50 1.9 ms / p99 6.0 ms; HNSW build 17.6 s, search p50 0.44 ms / p99 0.64 ms,
+//! recall@10 1.000. 100k: exact p50 12.9 ms / p99 14.7 ms.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
