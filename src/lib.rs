@@ -7,13 +7,16 @@
 
 pub mod api;
 pub mod config;
+pub mod embed;
 pub mod memory;
 pub mod orchestration;
 pub mod providers;
+pub mod rag;
 pub mod runtime;
 pub mod store;
 pub mod telemetry;
 pub mod tools;
+pub mod vector;
 
 use std::future::IntoFuture;
 use std::sync::Arc;
@@ -30,6 +33,8 @@ use tower_http::normalize_path::NormalizePathLayer;
 
 use api::AppState;
 use config::Config;
+use embed::Embedder;
+use rag::{Rag, RagError, RagSettings};
 use runtime::Runtime;
 use store::{Store, StoreError};
 use telemetry::Telemetry;
@@ -41,9 +46,15 @@ pub enum AppError {
     Store(#[from] StoreError),
     #[error(transparent)]
     Tools(#[from] ToolError),
+    #[error("cannot load RAG collections: {0}")]
+    Rag(#[from] RagError),
     #[error("HTTP server failed: {0}")]
     Serve(#[source] std::io::Error),
 }
+
+/// Embedding jobs that may wait for the worker (each job is a whole request's texts; callers
+/// beyond this wait to enqueue).
+const EMBED_QUEUE: usize = 64;
 
 /// The daemon, assembled and ready to serve.
 pub struct App {
@@ -59,9 +70,17 @@ impl App {
         let store = Arc::new(Store::open(&config.runtime.data_dir, config.runtime.write_queue)?);
         let telemetry = Arc::new(Telemetry::new(store.clone()));
         let tools = Arc::new(ToolRegistry::new(&config, store.clone())?);
+        // The model loads on the first embedding, not here: startup stays fast.
+        let embedder = Arc::new(Embedder::new(EMBED_QUEUE));
+        let rag_settings = RagSettings {
+            index: vector::IndexSettings { hnsw_threshold: config.runtime.rag_hnsw_threshold, ..Default::default() },
+            max_ingest_chunks: config.runtime.rag_max_ingest_chunks,
+            ..RagSettings::default()
+        };
+        let rag = Arc::new(Rag::new(store.clone(), embedder, rag_settings)?);
         let runtime = Runtime::new(config.clone(), store.clone(), telemetry.clone(), tools.clone());
         let shutdown = CancellationToken::new();
-        let state = AppState { config, runtime, store, telemetry, tools, started: Instant::now(), shutdown };
+        let state = AppState { config, runtime, store, telemetry, tools, rag, started: Instant::now(), shutdown };
         Ok(App { state, tasks: TaskTracker::new() })
     }
 

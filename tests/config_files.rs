@@ -264,6 +264,7 @@ spec:
     orchestration: {pattern: plan_and_execute, max_iterations: 4, timeout_seconds: 30}
   services: {agents: true, rag: true}
   store: {write_queue: 64}
+  rag: {hnsw_threshold: 5000, max_ingest_chunks: 200}
 ";
     let agent = "apiVersion: astromesh/v1\nkind: Agent\nmetadata: {name: plain}\nspec:\n  model:\n    primary: {provider: ollama, model: llama3}\n";
     let dir = ConfigDir::new(&[("runtime.yaml", runtime), ("agents/plain.agent.yaml", agent)]);
@@ -272,6 +273,7 @@ spec:
     assert_eq!(config.runtime.cors_origins, vec!["https://ui.example.com".to_string()]);
     assert_eq!(config.runtime.max_body_bytes, 2048);
     assert_eq!(config.runtime.write_queue, 64);
+    assert_eq!((config.runtime.rag_hnsw_threshold, config.runtime.rag_max_ingest_chunks), (5000, 200));
     let plain = ready(&config, "plain");
     assert_eq!(plain.orchestration.pattern, Pattern::PlanAndExecute, "runtime defaults apply to agents");
     assert_eq!(plain.orchestration.max_iterations, 4);
@@ -297,6 +299,7 @@ fn an_empty_config_dir_resolves_to_the_documented_defaults() {
     assert!(config.runtime.cors_origins.is_empty(), "CORS is off by default");
     assert_eq!(config.runtime.orchestration_defaults.max_iterations, 10);
     assert_eq!(config.providers.failure_threshold, 3);
+    assert_eq!((config.runtime.rag_hnsw_threshold, config.runtime.rag_max_ingest_chunks), (20_000, 10_000));
     assert_eq!(config.providers.recovery_timeout, Duration::from_secs(60));
     assert!(config.agents.is_empty());
     assert!(config.warnings.is_empty());
@@ -304,11 +307,12 @@ fn an_empty_config_dir_resolves_to_the_documented_defaults() {
 
 #[test]
 fn runtime_yaml_errors_are_fatal_and_listed_together() {
-    let runtime = "kind: RuntimeConfig\nspec:\n  api: {max_body_bytes: 0}\n  defaults:\n    orchestration: {pattern: nope}\n  bogus: 1\n";
+    let runtime = "kind: RuntimeConfig\nspec:\n  api: {max_body_bytes: 0}\n  rag: {hnsw_threshold: 0}\n  defaults:\n    orchestration: {pattern: nope}\n  bogus: 1\n";
     let dir = ConfigDir::new(&[("runtime.yaml", runtime)]);
     let error =
         Config::load(ConfigSource::Dir(dir.path().to_path_buf()), &Overrides::default()).unwrap_err().to_string();
     assert!(error.contains("runtime.yaml: spec.api.max_body_bytes: must be at least 1"), "{error}");
+    assert!(error.contains("runtime.yaml: spec.rag.hnsw_threshold: must be at least 1"), "{error}");
     assert!(error.contains("runtime.yaml: spec.defaults.orchestration.pattern: unknown pattern \"nope\""), "{error}");
 }
 

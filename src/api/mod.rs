@@ -9,6 +9,7 @@ pub mod error;
 pub mod extract;
 mod health;
 mod memory;
+mod rag;
 mod runs;
 mod system;
 mod tools;
@@ -24,6 +25,7 @@ use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::cors::{AllowOrigin, Any, CorsLayer};
 
 use crate::config::Config;
+use crate::rag::Rag;
 use crate::runtime::Runtime;
 use crate::store::Store;
 use crate::telemetry::Telemetry;
@@ -38,6 +40,7 @@ pub struct AppState {
     pub store: Arc<Store>,
     pub telemetry: Arc<Telemetry>,
     pub tools: Arc<ToolRegistry>,
+    pub rag: Arc<Rag>,
     pub started: Instant,
     /// Cancelled when the daemon shuts down: long-lived connections (WebSockets) close on it.
     pub shutdown: tokio_util::sync::CancellationToken,
@@ -55,6 +58,7 @@ pub fn router(state: AppState) -> Router {
         .merge(memory::router())
         .merge(tools::router())
         .merge(ws::router())
+        .merge(rag::router())
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .with_state(state)

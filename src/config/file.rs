@@ -247,9 +247,17 @@ pub(crate) struct RuntimeSpecFile {
     pub mesh: Option<Value>,
     pub observability: Option<Value>,
     pub store: StoreFile,
+    pub rag: RagFile,
     pub limits: Option<Value>,
     /// Built-in tool settings for direct execution (`POST /v1/tools/execute`), by tool name.
     pub tools: Option<IndexMap<String, Map<String, Value>>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub(crate) struct RagFile {
+    pub hnsw_threshold: Option<usize>,
+    pub max_ingest_chunks: Option<usize>,
 }
 
 #[derive(Debug, Default, Deserialize)]

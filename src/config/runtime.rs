@@ -35,6 +35,10 @@ pub struct RuntimeConfig {
     pub shutdown_timeout: Duration,
     /// Capacity of the store writer's queue.
     pub write_queue: usize,
+    /// `spec.rag.hnsw_threshold`: live vectors from which a collection gets an HNSW graph.
+    pub rag_hnsw_threshold: usize,
+    /// `spec.rag.max_ingest_chunks`: most chunks one ingest request may create.
+    pub rag_max_ingest_chunks: usize,
     pub orchestration_defaults: OrchestrationDefaults,
     /// `spec.services.agents` (default true): false loads no agents.
     pub services_agents: bool,
@@ -56,6 +60,8 @@ impl Default for RuntimeConfig {
             request_timeout: Duration::from_secs(600),
             shutdown_timeout: Duration::from_secs(10),
             write_queue: 1024,
+            rag_hnsw_threshold: 20_000,
+            rag_max_ingest_chunks: 10_000,
             orchestration_defaults: OrchestrationDefaults::default(),
             services_agents: true,
             mesh: None,
@@ -142,6 +148,18 @@ pub(super) fn resolve_runtime_file(
         Some(size) => size,
         None => defaults.write_queue,
     };
+    let mut at_least_one = |value: Option<usize>, key: &str, default: usize| match value {
+        Some(0) => {
+            problems.push(key, "must be at least 1");
+            default
+        }
+        Some(value) => value,
+        None => default,
+    };
+    let rag_hnsw_threshold =
+        at_least_one(spec.rag.hnsw_threshold, "spec.rag.hnsw_threshold", defaults.rag_hnsw_threshold);
+    let rag_max_ingest_chunks =
+        at_least_one(spec.rag.max_ingest_chunks, "spec.rag.max_ingest_chunks", defaults.rag_max_ingest_chunks);
     let services_agents = spec.services.as_ref().and_then(|services| services.get("agents").copied()).unwrap_or(true);
     let config = RuntimeConfig {
         host: overrides.host.clone().or_else(|| spec.api.host.clone()).unwrap_or(defaults.host),
@@ -162,6 +180,8 @@ pub(super) fn resolve_runtime_file(
             &mut problems,
         ),
         write_queue,
+        rag_hnsw_threshold,
+        rag_max_ingest_chunks,
         orchestration_defaults: OrchestrationDefaults {
             pattern: orchestration.pattern,
             max_iterations: orchestration.max_iterations,
