@@ -69,7 +69,6 @@ impl App {
         let config = Arc::new(config);
         let store = Arc::new(Store::open(&config.runtime.data_dir, config.runtime.write_queue)?);
         let telemetry = Arc::new(Telemetry::new(store.clone()));
-        let tools = Arc::new(ToolRegistry::new(&config, store.clone())?);
         // The model loads on the first embedding, not here: startup stays fast.
         let embedder = Arc::new(Embedder::new(EMBED_QUEUE));
         let rag_settings = RagSettings {
@@ -78,7 +77,8 @@ impl App {
             ..RagSettings::default()
         };
         let rag = Arc::new(Rag::new(store.clone(), embedder, rag_settings)?);
-        let runtime = Runtime::new(config.clone(), store.clone(), telemetry.clone(), tools.clone());
+        let tools = Arc::new(ToolRegistry::new(&config, store.clone(), rag.clone())?);
+        let runtime = Runtime::new(config.clone(), store.clone(), telemetry.clone(), tools.clone(), rag.clone());
         let shutdown = CancellationToken::new();
         let state = AppState { config, runtime, store, telemetry, tools, rag, started: Instant::now(), shutdown };
         Ok(App { state, tasks: TaskTracker::new() })

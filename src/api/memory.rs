@@ -1,4 +1,5 @@
-//! `GET`/`DELETE /v1/memory/{agent}/history/{session}`: a session's conversation.
+//! `GET`/`DELETE /v1/memory/{agent}/history/{session}`: a session's conversation; and
+//! `GET /v1/memory/{agent}/semantic`: semantic memory search.
 
 use axum::extract::State;
 use axum::routing::get;
@@ -6,11 +7,13 @@ use axum::{Json, Router};
 use serde_json::{json, Value};
 
 use super::error::ApiError;
-use super::extract::ApiPath;
+use super::extract::{ApiPath, ApiQuery};
 use super::AppState;
 
 pub(crate) fn router() -> Router<AppState> {
-    Router::new().route("/v1/memory/{agent}/history/{session}", get(history).delete(clear))
+    Router::new()
+        .route("/v1/memory/{agent}/history/{session}", get(history).delete(clear))
+        .route("/v1/memory/{agent}/semantic", get(semantic))
 }
 
 fn known_agent(app: &AppState, agent: &str) -> Result<(), ApiError> {
@@ -44,4 +47,53 @@ async fn clear(
     known_agent(&app, &agent)?;
     app.runtime.conversations().clear(&agent, &session).await.map_err(|error| ApiError::Internal(Box::new(error)))?;
     Ok(Json(json!({ "status": "cleared", "agent": agent, "session_id": session })))
+}
+
+#[derive(Debug, serde::Deserialize)]
+struct SemanticQuery {
+    query: String,
+    #[serde(default = "default_top_k")]
+    top_k: usize,
+}
+
+fn default_top_k() -> usize {
+    5
+}
+
+/// `GET /v1/memory/{agent}/semantic?query=&top_k=5`: earlier turns similar to the query.
+async fn semantic(
+    State(app): State<AppState>,
+    ApiPath(agent): ApiPath<String>,
+    ApiQuery(params): ApiQuery<SemanticQuery>,
+) -> Result<Json<Value>, ApiError> {
+    known_agent(&app, &agent)?;
+    if !(1..=100).contains(&params.top_k) {
+        return Err(ApiError::invalid(
+            vec![json!("query"), json!("top_k")],
+            "Input should be between 1 and 100",
+            "value_error",
+        ));
+    }
+    if params.query.trim().is_empty() {
+        return Err(ApiError::invalid(
+            vec![json!("query"), json!("query")],
+            "String should have at least 1 character",
+            "string_too_short",
+        ));
+    }
+    let threshold = app
+        .runtime
+        .agent(&agent)
+        .and_then(|entry| entry.config())
+        .map(|config| config.memory.similarity_threshold as f32)
+        .unwrap_or(0.0);
+    let collection = crate::runtime::Runtime::semantic_collection(&agent);
+    let hits = match app.runtime.rag().query(&collection, &params.query, params.top_k, threshold).await {
+        Ok(hits) => hits,
+        Err(crate::rag::RagError::UnknownCollection(_)) => Vec::new(),
+        Err(error) => return Err(error.into()),
+    };
+    let results: Vec<Value> =
+        hits.into_iter().map(|hit| json!({"text": hit.text, "score": hit.score, "metadata": hit.metadata})).collect();
+    Ok(Json(json!({ "results": results })))
 }

@@ -169,6 +169,7 @@ impl RunContext {
                 session_id: self.session_id.clone(),
                 model: Some(self.agent.router("default").1.clone()),
                 deadline: self.deadline,
+                collection: self.agent.config.knowledge.as_ref().map(|knowledge| knowledge.collection.clone()),
             };
             let outcome = self
                 .runtime

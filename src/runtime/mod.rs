@@ -20,6 +20,7 @@ use serde_json::{Map, Value};
 use crate::config::{AgentConfig, AgentEntry, AgentState, Config};
 use crate::memory::Conversations;
 use crate::providers::router::{BreakerSettings, CandidateHealth, ModelRouter};
+use crate::rag::Rag;
 use crate::store::Store;
 use crate::telemetry::{Telemetry, TraceRecorder};
 use crate::tools::ToolRegistry;
@@ -140,6 +141,7 @@ pub(crate) struct RuntimeInner {
     pub conversations: Conversations,
     pub telemetry: Arc<Telemetry>,
     pub tools: Arc<ToolRegistry>,
+    pub rag: Arc<Rag>,
 }
 
 /// The loaded agents and the run pipeline. Cheap to clone.
@@ -149,7 +151,13 @@ pub struct Runtime {
 }
 
 impl Runtime {
-    pub fn new(config: Arc<Config>, store: Arc<Store>, telemetry: Arc<Telemetry>, tools: Arc<ToolRegistry>) -> Runtime {
+    pub fn new(
+        config: Arc<Config>,
+        store: Arc<Store>,
+        telemetry: Arc<Telemetry>,
+        tools: Arc<ToolRegistry>,
+        rag: Arc<Rag>,
+    ) -> Runtime {
         let breaker = BreakerSettings::from_config(&config.providers);
         let mut entries = config.agents.clone();
         let mut agents = BTreeMap::new();
@@ -175,7 +183,7 @@ impl Runtime {
             agents.insert(agent.name.clone(), Arc::new(AgentRuntime { config: agent.clone(), routers, guardrails }));
         }
         let conversations = Conversations::new(store);
-        Runtime { inner: Arc::new(RuntimeInner { config, entries, agents, conversations, telemetry, tools }) }
+        Runtime { inner: Arc::new(RuntimeInner { config, entries, agents, conversations, telemetry, tools, rag }) }
     }
 
     pub fn agents(&self) -> &[AgentEntry] {
@@ -192,6 +200,15 @@ impl Runtime {
 
     pub fn conversations(&self) -> &Conversations {
         &self.inner.conversations
+    }
+
+    pub fn rag(&self) -> &Arc<Rag> {
+        &self.inner.rag
+    }
+
+    /// The collection that holds an agent's semantic memory.
+    pub fn semantic_collection(agent: &str) -> String {
+        format!("semantic:{agent}")
     }
 
     pub fn telemetry(&self) -> &Arc<Telemetry> {

@@ -8,6 +8,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Instant as StdInstant;
 
 use rand::Rng;
+use serde_json::Value;
 use tokio::sync::mpsc::Sender;
 
 use super::context::{Ledger, RunContext};
@@ -17,6 +18,7 @@ use crate::config::AgentState;
 use crate::memory::{shape, Summary, Turn};
 use crate::orchestration;
 use crate::providers::ChatMessage;
+use crate::rag::{ChunkOptions, Document, RagError};
 use crate::telemetry::{clip, Span, TraceRecorder};
 
 /// Session ids name storage keys and URLs: printable, bounded.
@@ -150,6 +152,9 @@ async fn steps(context: &RunContext, request: &RunRequest) -> Result<String, Run
         window.summary = Some(summary);
     }
 
+    let semantic = recall(context, &query).await;
+    let knowledge = retrieve_knowledge(context, &query).await;
+
     let mut span: Span = trace.span("prompt_render", Some(&context.root_span));
     let system_prompt = render(
         &config.system_prompt,
@@ -157,8 +162,8 @@ async fn steps(context: &RunContext, request: &RunRequest) -> Result<String, Run
             context: &request.context,
             conversation: &window.turns,
             summary: window.summary.as_deref(),
-            semantic: &[],
-            knowledge: "",
+            semantic: &semantic,
+            knowledge: &knowledge,
         },
     )
     .map_err(|message| {
@@ -203,6 +208,7 @@ async fn steps(context: &RunContext, request: &RunRequest) -> Result<String, Run
         .append(&config.name, &context.session_id, vec![Turn::new("user", &query), Turn::new("assistant", &answer)])
         .await?;
     span.finish();
+    remember(context, &query, &answer).await;
     Ok(answer)
 }
 
@@ -223,4 +229,69 @@ async fn summarise(context: &RunContext, previous: Option<&str>, turns: &[Turn])
     ];
     let response = context.model("summarizer", messages, Vec::new()).await?;
     Ok(response.content)
+}
+
+/// `spec.knowledge`: chunks of the agent's collection relevant to the query, for the prompt's
+/// `knowledge` variable. A collection nobody has ingested into yet gives no knowledge.
+async fn retrieve_knowledge(context: &RunContext, query: &str) -> String {
+    let Some(knowledge) = &context.agent.config.knowledge else { return String::new() };
+    let mut span = context.trace.span("rag_build", Some(&context.root_span));
+    span.set("collection", knowledge.collection.as_str());
+    let rag = context.runtime.rag();
+    let hits =
+        match rag.query(&knowledge.collection, query, knowledge.top_k as usize, knowledge.score_threshold as f32).await
+        {
+            Ok(hits) => hits,
+            Err(RagError::UnknownCollection(_)) => Vec::new(),
+            Err(error) => {
+                span.fail(&error.to_string());
+                tracing::warn!(agent = %context.agent_name(), "knowledge retrieval failed: {error}");
+                Vec::new()
+            }
+        };
+    span.set("chunks", hits.len() as u64);
+    span.finish();
+    hits.into_iter().map(|hit| hit.text).collect::<Vec<_>>().join("\n\n")
+}
+
+/// `memory.semantic`: earlier turns similar to the query, for the prompt's `memory.semantic`.
+async fn recall(context: &RunContext, query: &str) -> Vec<Value> {
+    let memory = &context.agent.config.memory;
+    if memory.semantic_backend.is_none() {
+        return Vec::new();
+    }
+    let collection = Runtime::semantic_collection(context.agent_name());
+    let threshold = memory.similarity_threshold as f32;
+    match context.runtime.rag().query(&collection, query, memory.max_results as usize, threshold).await {
+        Ok(hits) => hits
+            .into_iter()
+            .map(|hit| serde_json::json!({"content": hit.text, "similarity": hit.score, "metadata": hit.metadata}))
+            .collect(),
+        Err(RagError::UnknownCollection(_)) => Vec::new(),
+        Err(error) => {
+            tracing::warn!(agent = %context.agent_name(), "semantic recall failed: {error}");
+            Vec::new()
+        }
+    }
+}
+
+/// Stores the run's turns in the agent's semantic memory. A failure here is logged, never a
+/// failed run: the conversation itself is already persisted.
+async fn remember(context: &RunContext, query: &str, answer: &str) {
+    if context.agent.config.memory.semantic_backend.is_none() {
+        return;
+    }
+    let timestamp = crate::memory::now_rfc3339();
+    let documents = [("user", query), ("assistant", answer)]
+        .into_iter()
+        .filter(|(_, text)| !text.trim().is_empty())
+        .map(|(role, text)| {
+            let metadata = serde_json::json!({"session_id": context.session_id, "timestamp": timestamp, "role": role});
+            Document { id: None, text: text.to_string(), metadata: metadata.as_object().cloned().unwrap_or_default() }
+        })
+        .collect();
+    let collection = Runtime::semantic_collection(context.agent_name());
+    if let Err(error) = context.runtime.rag().ingest(&collection, documents, &ChunkOptions::default()).await {
+        tracing::warn!(agent = %context.agent_name(), "semantic memory not stored: {error}");
+    }
 }

@@ -36,6 +36,7 @@ use crate::config::agent::{ToolConfig, ToolKind};
 use crate::config::{AgentConfig, AgentEntry, Config};
 use crate::providers::router::ModelRouter;
 use crate::providers::ToolSpec;
+use crate::rag::Rag;
 use crate::store::Store;
 use builtin::BuiltinCall;
 use mcp::McpServer;
@@ -53,6 +54,8 @@ pub struct ToolContext {
     pub model: Option<Arc<ModelRouter>>,
     /// The run's deadline; no tool runs past it.
     pub deadline: tokio::time::Instant,
+    /// The agent's knowledge collection (`spec.knowledge`), for rag_query / rag_ingest.
+    pub collection: Option<String>,
 }
 
 /// The result of one call: the observation, and the failure when there was one (then `output`
@@ -102,6 +105,7 @@ pub enum ToolError {
 
 pub struct ToolRegistry {
     store: Arc<Store>,
+    rag: Arc<Rag>,
     builtins: Vec<BuiltinInfo>,
     builtin_schemas: HashMap<&'static str, schema::Compiled>,
     /// Schemas of the agents' own tools (client, webhook, agent), by (agent, tool).
@@ -124,7 +128,7 @@ impl ToolRegistry {
     /// Compiles every schema and prepares (without starting) the MCP servers. Problems in an
     /// agent's tools are logged and make that tool fail when called; only an unusable
     /// runtime.yaml `spec.tools` is an error.
-    pub fn new(config: &Config, store: Arc<Store>) -> Result<ToolRegistry, ToolError> {
+    pub fn new(config: &Config, store: Arc<Store>, rag: Arc<Rag>) -> Result<ToolRegistry, ToolError> {
         let builtins = builtin::catalog::catalog();
         let builtin_schemas = builtins.iter().map(|info| (info.name, schema::compile(&info.parameters))).collect();
         let agents: Vec<Arc<AgentConfig>> = config.agents.iter().filter_map(AgentEntry::config).cloned().collect();
@@ -160,6 +164,7 @@ impl ToolRegistry {
         }
         Ok(ToolRegistry {
             store,
+            rag,
             builtins,
             builtin_schemas,
             declared_schemas,
@@ -374,6 +379,7 @@ impl ToolRegistry {
             session_id: String::new(),
             model: None,
             deadline: tokio::time::Instant::now() + timeout,
+            collection: None,
         };
         let span = tracing::debug_span!("tool.execute", tool = %name, agent = "");
         let result = self.run(&target, name, input, &ctx, timeout).instrument(span).await;
@@ -414,8 +420,15 @@ impl ToolRegistry {
                         None => self.direct_config.get(*name).unwrap_or(&empty),
                     };
                     let remaining = deadline.saturating_duration_since(tokio::time::Instant::now());
-                    let call =
-                        BuiltinCall { name, input: &arguments, config, ctx, store: &self.store, timeout: remaining };
+                    let call = BuiltinCall {
+                        name,
+                        input: &arguments,
+                        config,
+                        ctx,
+                        store: &self.store,
+                        rag: &self.rag,
+                        timeout: remaining,
+                    };
                     builtin::run(&call).await.map_err(|failure| failure.to_string())
                 }
                 Target::Declared(tool) => match tool.kind {

@@ -22,6 +22,7 @@ fn context(agent: &str, within: Duration) -> ToolContext {
         session_id: "sess".to_string(),
         model: None,
         deadline: tokio::time::Instant::now() + within,
+        collection: None,
     }
 }
 

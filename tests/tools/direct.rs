@@ -123,11 +123,15 @@ async fn invalid_input_is_422_naming_the_field() {
 #[tokio::test]
 async fn a_tool_that_runs_and_fails_is_502_with_its_message() {
     let app = TestApp::start(&[]).await;
+    // Run directly there is no agent, so no knowledge collection: a clear failure.
     for tool in ["rag_query", "rag_ingest"] {
         let field = if tool == "rag_query" { "query" } else { "document" };
         let answer = execute(&app, tool, json!({ field: "x" })).await;
         assert_eq!(answer.status, 502, "{}", answer.text);
-        assert_eq!(answer.json, json!({"detail": format!("Tool '{tool}' failed: RAG is not available in this build")}));
+        assert_eq!(
+            answer.json,
+            json!({"detail": format!("Tool '{tool}' failed: {tool} needs a collection: set `spec.knowledge.collection` on the agent or `config.collection` on the tool")})
+        );
     }
     app.stop().await;
 }

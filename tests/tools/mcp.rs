@@ -75,6 +75,7 @@ async fn stdio_server_tools_are_listed_and_executed() {
         session_id: "s".to_string(),
         model: None,
         deadline: tokio::time::Instant::now() + Duration::from_secs(30),
+        collection: None,
     };
     let outcome = app.tools().execute(&agent, "echo_echo", json!({"text": "from the agent"}), &ctx).await;
     assert_eq!(outcome.output, json!({"result": "from the agent"}));
@@ -117,6 +118,7 @@ async fn an_unreachable_server_offers_no_tools_and_does_not_stop_the_daemon() {
         session_id: "s".to_string(),
         model: None,
         deadline: tokio::time::Instant::now() + Duration::from_secs(30),
+        collection: None,
     };
     let outcome = app.tools().execute(&app.agent("mcpuser"), "broken_x", json!({}), &ctx).await;
     let error = outcome.error.unwrap();

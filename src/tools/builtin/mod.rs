@@ -16,6 +16,7 @@ pub(crate) mod catalog;
 mod files;
 mod html;
 mod messaging;
+mod rag;
 mod sql;
 mod web;
 
@@ -36,6 +37,7 @@ pub(crate) struct BuiltinCall<'a> {
     pub config: &'a Map<String, Value>,
     pub ctx: &'a ToolContext,
     pub store: &'a Arc<Store>,
+    pub rag: &'a Arc<crate::rag::Rag>,
     /// The tool's timeout: the default (and the bound) of network timeouts.
     pub timeout: Duration,
 }
@@ -92,7 +94,8 @@ pub(crate) async fn run(call: &BuiltinCall<'_>) -> Result<Value, ToolFailure> {
         "send_slack" => messaging::send_slack(call).await,
         "send_email" => messaging::send_email(call).await,
         "text_summarize" => basic::text_summarize(call).await,
-        "rag_query" | "rag_ingest" => Err(ToolFailure::failed("RAG is not available in this build")),
+        "rag_query" => rag::rag_query(call).await,
+        "rag_ingest" => rag::rag_ingest(call).await,
         other => Err(ToolFailure::failed(format!("Tool '{other}' not found"))),
     }
 }
