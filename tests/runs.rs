@@ -303,3 +303,59 @@ async fn runs_update_status_and_record_metrics() {
     assert_eq!(doctor.json["summary"]["failing"], 0, "{}", doctor.text);
     app.stop().await;
 }
+
+#[tokio::test]
+async fn doctor_and_status_answer_quickly_when_an_endpoint_hangs() {
+    let llm = ScriptedLlm::start().await;
+    llm.set_health(Reply::hang());
+    let app = app_with(&llm, &[("helper", "")]).await;
+    let started = std::time::Instant::now();
+    let doctor = app.get("/v1/system/doctor").await;
+    assert!(started.elapsed() < std::time::Duration::from_secs(3), "doctor took {:?}", started.elapsed());
+    assert_eq!(doctor.status, 200);
+    let failing: Vec<_> =
+        doctor.json["checks"].as_array().unwrap().iter().filter(|check| check["status"] == "failing").collect();
+    assert_eq!(failing.len(), 1, "{}", doctor.text);
+    assert_eq!(doctor.json["summary"]["failing"], 1);
+    let status = app.get("/v1/system/status").await;
+    assert_eq!(status.status, 200);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn ttl_expires_a_sessions_history() {
+    let llm = ScriptedLlm::start().await;
+    llm.set_default(Reply::text("ok"));
+    let memory = "  memory:\n    conversational: {backend: redis, ttl: 0.2}\n";
+    let app = app_with(&llm, &[("brief", memory)]).await;
+    app.post("/v1/agents/brief/run", &json!({"query": "remember me", "session_id": "t"})).await;
+    assert_eq!(app.get("/v1/memory/brief/history/t").await.json["messages"].as_array().unwrap().len(), 2);
+    // The TTL is time itself: wait it out.
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    assert_eq!(app.get("/v1/memory/brief/history/t").await.json["messages"], json!([]));
+    app.post("/v1/agents/brief/run", &json!({"query": "again", "session_id": "t"})).await;
+    assert_eq!(messages(&llm.chat_requests()[1]).len(), 2, "expired turns are not sent to the model");
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn an_agent_calls_another_agent_as_a_tool_in_the_same_session() {
+    let llm = ScriptedLlm::start().await;
+    let boss = "  tools:\n    - {name: ask_worker, type: agent, agent: worker, description: Delegate to the worker}\n";
+    let app = app_with(&llm, &[("boss", boss), ("worker", "")]).await;
+    llm.push(Reply::tool_call("ask_worker", json!({"query": "compute 2+2"})));
+    llm.push(Reply::text("4"));
+    llm.push(Reply::text("The worker says 4."));
+    let answer = app.post("/v1/agents/boss/run", &json!({"query": "what is 2+2?", "session_id": "team"})).await;
+    assert_eq!(answer.status, 200, "{}", answer.text);
+    assert_eq!(answer.json["response"], "The worker says 4.");
+    assert_eq!(answer.json["tool_calls"][0]["tool"], "ask_worker");
+    assert_eq!(answer.json["tool_calls"][0]["output"]["response"], "4");
+    let worker_request = &llm.chat_requests()[1];
+    assert_eq!(messages(worker_request)[0]["content"], "You are worker.");
+    assert_eq!(messages(worker_request).last().unwrap()["content"], "compute 2+2");
+    // The sub-run shares the session: the worker's turns are in its history under "team".
+    let history = app.get("/v1/memory/worker/history/team").await;
+    assert_eq!(history.json["messages"][1]["content"], "4");
+    app.stop().await;
+}
