@@ -33,6 +33,7 @@ async fn client(address: String, client_idx: usize) -> Vec<Duration> {
             .body(http_body_util::Full::new(bytes::Bytes::from(body)))
             .expect("request");
         let started = Instant::now();
+        sender.ready().await.expect("connection ready");
         let response = sender.send_request(request).await.expect("response");
         assert_eq!(response.status(), 200);
         let _ = response.into_body().collect().await.expect("body");
