@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
-use crate::runs::{agent, app_with, CLIENT_TOOLS};
+use crate::runs::{app_with, CLIENT_TOOLS};
 use crate::support::llm::{Recorded, Reply, ScriptedLlm};
 use crate::support::TestApp;
 
