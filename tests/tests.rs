@@ -9,6 +9,7 @@ mod config_files;
 mod crash;
 mod http_api;
 mod knowledge;
+mod patterns;
 mod providers;
 mod rag;
 mod runs;

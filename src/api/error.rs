@@ -123,9 +123,7 @@ impl From<crate::runtime::RunError> for ApiError {
         use crate::runtime::RunError;
         match error {
             RunError::UnknownAgent(_) => ApiError::NotFound(error.to_string()),
-            RunError::AgentInvalid { .. } | RunError::Template { .. } | RunError::PatternUnavailable(_) => {
-                ApiError::Conflict(error.to_string())
-            }
+            RunError::AgentInvalid { .. } | RunError::Template { .. } => ApiError::Conflict(error.to_string()),
             RunError::Deadline(_) => ApiError::Timeout(error.to_string()),
             RunError::ProvidersDown(message) => ApiError::Unavailable(message),
             RunError::Blocked(_) => ApiError::BadRequest(error.to_string()),

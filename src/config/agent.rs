@@ -56,11 +56,21 @@ pub struct OrchestrationConfig {
     /// The whole run's deadline (`timeout_seconds`, alias `timeout`).
     pub timeout: Duration,
     pub role_map: Vec<(String, String)>,
-    /// Pipeline stages (names and optional prompts), as written.
-    pub stages: Vec<Value>,
+    /// Pipeline stages in order (default analyze, process, synthesize).
+    pub stages: Vec<PipelineStage>,
     pub max_depth: Option<u32>,
     pub max_handoffs: Option<u32>,
 }
+
+/// One pipeline stage: `- analyze` or `- {name: analyze, prompt: "..."}` in YAML.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PipelineStage {
+    pub name: String,
+    /// Replaces the default instruction for this stage; the input is appended to it.
+    pub prompt: Option<String>,
+}
+
+const DEFAULT_STAGES: [&str; 3] = ["analyze", "process", "synthesize"];
 
 /// Orchestration defaults from runtime.yaml `spec.defaults.orchestration`.
 #[derive(Debug, Clone)]
@@ -308,10 +318,37 @@ pub(crate) fn resolve_orchestration(
         max_iterations,
         timeout,
         role_map: file.role_map.iter().flatten().map(|(from, to)| (from.clone(), to.clone())).collect(),
-        stages: file.stages.clone().unwrap_or_default(),
+        stages: resolve_stages(file.stages.as_deref(), prefix, problems),
         max_depth: file.max_depth,
         max_handoffs: file.max_handoffs,
     }
+}
+
+fn resolve_stages(stages: Option<&[Value]>, prefix: &str, problems: &mut Problems) -> Vec<PipelineStage> {
+    let Some(stages) = stages.filter(|stages| !stages.is_empty()) else {
+        return DEFAULT_STAGES.iter().map(|name| PipelineStage { name: name.to_string(), prompt: None }).collect();
+    };
+    let mut resolved = Vec::with_capacity(stages.len());
+    for (idx, stage) in stages.iter().enumerate() {
+        let (name, prompt) = match stage {
+            Value::String(name) => (Some(name.as_str()), None),
+            Value::Object(map) => (map.get("name").and_then(Value::as_str), map.get("prompt")),
+            _ => (None, None),
+        };
+        let prompt = match prompt {
+            None | Some(Value::Null) => None,
+            Some(Value::String(prompt)) => Some(prompt.clone()),
+            Some(_) => {
+                problems.push(&format!("{prefix}.stages[{idx}].prompt"), "must be a string");
+                None
+            }
+        };
+        match name.map(str::trim).filter(|name| !name.is_empty()) {
+            Some(name) => resolved.push(PipelineStage { name: name.to_string(), prompt }),
+            None => problems.push(&format!("{prefix}.stages[{idx}]"), "a stage is a name or {name, prompt}"),
+        }
+    }
+    resolved
 }
 
 const TOOL_TYPES: &str = "builtin, internal, agent, client, webhook, mcp, mcp_stdio, mcp_http, mcp_sse";

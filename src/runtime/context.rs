@@ -12,7 +12,8 @@ use tokio::sync::mpsc::Sender;
 use tokio::time::Instant;
 
 use super::{AgentRuntime, ParentRun, RunError, RunEvent, RunRequest, Runtime, ToolCallRecord, UsageTotals};
-use crate::config::agent::ToolKind;
+use crate::config::agent::{PipelineStage, ToolKind};
+use crate::config::AgentConfig;
 use crate::providers::router::RouterError;
 use crate::providers::{ChatMessage, ChatRequest, ChatResponse, ToolCall, ToolSpec};
 use crate::telemetry::{clip, TraceRecorder};
@@ -77,8 +78,23 @@ impl RunContext {
         messages: Vec<ChatMessage>,
         tools: Vec<ToolSpec>,
     ) -> Result<ChatResponse, RunError> {
-        let (resolved_role, router) = self.agent.router(role);
+        self.model_as(&self.agent, role, messages, tools).await
+    }
+
+    /// A model call made as another agent (a swarm member): that agent's routers and
+    /// `role_map`, this run's trace, deadline, events and usage.
+    pub(crate) async fn model_as(
+        &self,
+        agent: &AgentRuntime,
+        role: &str,
+        messages: Vec<ChatMessage>,
+        tools: Vec<ToolSpec>,
+    ) -> Result<ChatResponse, RunError> {
+        let (resolved_role, router) = agent.router(role);
         let mut span = self.trace.span("llm.complete", Some(&self.root_span));
+        if agent.config.name != self.agent.config.name {
+            span.set("agent", agent.config.name.as_str());
+        }
         span.set("role", role);
         span.set("resolved_role", resolved_role);
         if let Some(system) = messages.iter().find(|message| message.role == crate::providers::Role::System) {
@@ -153,30 +169,34 @@ impl RunContext {
 
     /// One tool call. Failures come back as the observation text, never as a run error.
     pub async fn tool(&self, call: &ToolCall) -> String {
+        self.tool_as(&self.agent, call).await
+    }
+
+    /// A tool call made as another agent (a swarm member): that agent's declared tools.
+    pub(crate) async fn tool_as(&self, agent: &AgentRuntime, call: &ToolCall) -> String {
         self.emit(RunEvent::ToolCall { tool: call.name.clone(), input: call.arguments.clone() }).await;
         let mut span = self.trace.span("tool.call", Some(&self.root_span));
+        if agent.config.name != self.agent.config.name {
+            span.set("agent", agent.config.name.as_str());
+        }
         span.set("tool", call.name.as_str());
         span.set("tool_args", clip(&call.arguments.to_string(), 5_000));
         let started = StdInstant::now();
-        let declared = self.agent.config.tools.iter().find(|tool| tool.name == call.name);
+        let declared = agent.config.tools.iter().find(|tool| tool.name == call.name);
         let (output, error) = if let Some(raw) = &call.raw_arguments {
             (Value::Null, Some(format!("the arguments were not valid JSON: {}", clip(raw, 200))))
         } else if let Some(tool) = declared.filter(|tool| tool.kind == ToolKind::Agent) {
             self.call_agent(tool.agent.as_deref().unwrap_or_default(), &call.arguments, span.id()).await
         } else {
             let context = ToolContext {
-                agent: self.agent.config.name.clone(),
+                agent: agent.config.name.clone(),
                 session_id: self.session_id.clone(),
-                model: Some(self.agent.router("default").1.clone()),
+                model: Some(agent.router("default").1.clone()),
                 deadline: self.deadline,
                 collection: self.agent.config.knowledge.as_ref().map(|knowledge| knowledge.collection.clone()),
             };
-            let outcome = self
-                .runtime
-                .inner()
-                .tools
-                .execute(&self.agent.config, &call.name, call.arguments.clone(), &context)
-                .await;
+            let outcome =
+                self.runtime.inner().tools.execute(&agent.config, &call.name, call.arguments.clone(), &context).await;
             (outcome.output, outcome.error)
         };
         let elapsed = started.elapsed();
@@ -236,5 +256,34 @@ impl RunContext {
 impl RunContext {
     pub fn pattern(&self) -> crate::config::agent::Pattern {
         self.agent.config.orchestration.pattern
+    }
+
+    pub(crate) fn agent_config(&self) -> &AgentConfig {
+        &self.agent.config
+    }
+
+    pub(crate) fn stages(&self) -> &[PipelineStage] {
+        &self.agent.config.orchestration.stages
+    }
+
+    /// Hand-offs allowed in a swarm: `max_handoffs`, else `max_iterations`.
+    pub(crate) fn max_handoffs(&self) -> u32 {
+        let orchestration = &self.agent.config.orchestration;
+        orchestration.max_handoffs.unwrap_or(orchestration.max_iterations)
+    }
+
+    /// The running agent itself.
+    pub(crate) fn this_agent(&self) -> Arc<AgentRuntime> {
+        self.agent.clone()
+    }
+
+    /// Another ready agent of this runtime (a swarm member), by name.
+    pub(crate) fn member(&self, name: &str) -> Option<Arc<AgentRuntime>> {
+        self.runtime.inner().agents.get(name).cloned()
+    }
+
+    /// The tool schemas announced to the model when `agent` is acting.
+    pub(crate) async fn tool_specs_as(&self, agent: &AgentRuntime) -> Vec<ToolSpec> {
+        self.runtime.inner().tools.specs_for(&agent.config).await
     }
 }

@@ -101,8 +101,6 @@ pub enum RunError {
     EmptyQuery,
     #[error("prompt template error in agent '{agent}': {message}")]
     Template { agent: String, message: String },
-    #[error("pattern '{0}' is not available yet; use `pattern: react`")]
-    PatternUnavailable(String),
     #[error("agent tools nest deeper than {0} levels")]
     TooDeep(usize),
     #[error(transparent)]
