@@ -8,6 +8,7 @@ mod cli;
 mod config_files;
 mod crash;
 mod http_api;
+mod observability;
 mod providers;
 mod rag;
 mod runs;
