@@ -56,6 +56,11 @@ pub enum AppError {
 /// beyond this wait to enqueue).
 const EMBED_QUEUE: usize = 64;
 
+/// How often the metrics snapshot is saved (a crash loses at most this much of the counters).
+const METRICS_SAVE_EVERY: std::time::Duration = std::time::Duration::from_secs(30);
+/// How often traces past the age limit are swept (writes also evict, by count and age).
+const TRACE_SWEEP_EVERY: std::time::Duration = std::time::Duration::from_secs(600);
+
 /// The daemon, assembled and ready to serve.
 pub struct App {
     state: AppState,
@@ -68,7 +73,12 @@ impl App {
     pub fn build(config: Config) -> Result<App, AppError> {
         let config = Arc::new(config);
         let store = Arc::new(Store::open(&config.runtime.data_dir, config.runtime.write_queue)?);
-        let telemetry = Arc::new(Telemetry::new(store.clone()));
+        let telemetry_settings = telemetry::TelemetrySettings {
+            max_traces: config.runtime.trace_max_count,
+            max_age: config.runtime.trace_max_age,
+            otlp_endpoint: config.runtime.otlp_endpoint.clone(),
+        };
+        let telemetry = Arc::new(Telemetry::new(store.clone(), telemetry_settings));
         // The model loads on the first embedding, not here: startup stays fast.
         let embedder = Arc::new(Embedder::new(EMBED_QUEUE));
         let rag_settings = RagSettings {
@@ -111,6 +121,30 @@ impl App {
                 () = stop_connecting.cancelled() => {}
             }
         });
+        // Metrics snapshots and trace retention, until shutdown (the last save is in the drain).
+        let telemetry = Arc::clone(&self.state.telemetry);
+        let stop_telemetry = shutdown.clone();
+        self.tasks.spawn(async move {
+            let mut save = tokio::time::interval(METRICS_SAVE_EVERY);
+            let mut sweep = tokio::time::interval(TRACE_SWEEP_EVERY);
+            save.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            sweep.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tokio::select! {
+                    _ = save.tick() => {
+                        if let Err(error) = telemetry.save_metrics().await {
+                            tracing::warn!("cannot save metrics: {error}");
+                        }
+                    }
+                    _ = sweep.tick() => {
+                        if let Err(error) = telemetry.evict_expired().await {
+                            tracing::warn!("cannot evict old traces: {error}");
+                        }
+                    }
+                    () = stop_telemetry.cancelled() => break,
+                }
+            }
+        });
         // Trailing-slash variants (`/v1/traces/`) answer directly, without redirects.
         let service = NormalizePathLayer::trim_trailing_slash().layer(self.router());
         let server = axum::serve(listener, ServiceExt::<Request>::into_make_service(service))
@@ -140,6 +174,10 @@ impl App {
         // MCP children exit with the daemon, not after it.
         if tokio::time::timeout(drain, self.state.tools.shutdown()).await.is_err() {
             tracing::warn!("MCP servers still running after the drain timeout");
+        }
+        // Counters survive the restart: the last snapshot goes in before the store closes.
+        if let Err(error) = self.state.telemetry.save_metrics().await {
+            tracing::warn!("cannot save metrics at shutdown: {error}");
         }
         // Acknowledged writes are durable before we return, even when serving failed.
         let closed = self.state.store.close().await;

@@ -75,6 +75,12 @@ struct ServeArgs {
     /// Allowed CORS origins, comma-separated ("*" for any). CORS is off when unset.
     #[arg(long, env = "ASTROMESH_CORS_ORIGINS", value_delimiter = ',')]
     cors_origins: Option<Vec<String>>,
+    /// Log format: "text" for people, "json" for log collectors (one object per line).
+    #[arg(long, env = "ASTROMESH_LOG_FORMAT", value_parser = ["text", "json"], default_value = "text")]
+    log_format: String,
+    /// Export finished traces over OTLP/HTTP (protobuf) to this base URL.
+    #[arg(long, env = "OTEL_EXPORTER_OTLP_ENDPOINT", value_name = "URL")]
+    otlp_endpoint: Option<String>,
 }
 
 fn main() -> ExitCode {
@@ -119,17 +125,25 @@ fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
     let filter = tracing_subscriber::EnvFilter::try_new(&args.log_level)
         .with_context(|| format!("invalid --log-level {:?}", args.log_level))?;
     use std::io::IsTerminal;
-    tracing_subscriber::fmt()
+    let subscriber = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_target(false)
         .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal())
         // A closed stderr (a pipe whose reader went away) must not panic the logging thread.
-        .log_internal_errors(false)
-        .init();
+        .log_internal_errors(false);
+    if args.log_format == "json" {
+        subscriber.json().with_current_span(true).init();
+    } else {
+        subscriber.with_ansi(std::io::stderr().is_terminal()).init();
+    }
     let source = config_source(args.config.config_dir.clone());
-    let overrides =
-        Overrides { host: args.host, port: args.port, data_dir: Some(args.data_dir), cors_origins: args.cors_origins };
+    let overrides = Overrides {
+        host: args.host,
+        port: args.port,
+        data_dir: Some(args.data_dir),
+        cors_origins: args.cors_origins,
+        otlp_endpoint: args.otlp_endpoint,
+    };
     let config = match Config::load(source.clone(), &overrides) {
         Ok(config) => config,
         Err(error) => {

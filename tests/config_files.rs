@@ -284,6 +284,7 @@ spec:
         port: Some(9200),
         data_dir: Some("/tmp/x".into()),
         cors_origins: Some(vec![]),
+        otlp_endpoint: None,
     };
     let config = Config::load(ConfigSource::Dir(dir.path().to_path_buf()), &overrides).unwrap();
     assert_eq!((config.runtime.host.as_str(), config.runtime.port), ("127.0.0.2", 9200), "flags win over the file");
@@ -301,6 +302,9 @@ fn an_empty_config_dir_resolves_to_the_documented_defaults() {
     assert_eq!(config.providers.failure_threshold, 3);
     assert_eq!((config.runtime.rag_hnsw_threshold, config.runtime.rag_max_ingest_chunks), (20_000, 10_000));
     assert_eq!(config.providers.recovery_timeout, Duration::from_secs(60));
+    assert_eq!(config.runtime.trace_max_count, 10_000);
+    assert_eq!(config.runtime.trace_max_age, Duration::from_secs(7 * 86_400));
+    assert_eq!(config.runtime.otlp_endpoint, None, "no export unless asked");
     assert!(config.agents.is_empty());
     assert!(config.warnings.is_empty());
 }
@@ -314,6 +318,35 @@ fn runtime_yaml_errors_are_fatal_and_listed_together() {
     assert!(error.contains("runtime.yaml: spec.api.max_body_bytes: must be at least 1"), "{error}");
     assert!(error.contains("runtime.yaml: spec.rag.hnsw_threshold: must be at least 1"), "{error}");
     assert!(error.contains("runtime.yaml: spec.defaults.orchestration.pattern: unknown pattern \"nope\""), "{error}");
+}
+
+#[test]
+fn spec_observability_reaches_the_runtime_config() {
+    let load = |runtime: &str, overrides: &Overrides| {
+        let dir = ConfigDir::new(&[("runtime.yaml", runtime)]);
+        Config::load(ConfigSource::Dir(dir.path().to_path_buf()), overrides)
+    };
+    let runtime = "kind: RuntimeConfig\nspec:\n  observability:\n    traces: {max_traces: 50, max_age_days: 0.5}\n    otlp: {endpoint: \"http://collector:4318\"}\n    collector: internal\n";
+    let config = load(runtime, &Overrides::default()).unwrap();
+    assert_eq!(config.runtime.trace_max_count, 50);
+    assert_eq!(config.runtime.trace_max_age, Duration::from_secs(43_200));
+    assert_eq!(config.runtime.otlp_endpoint.as_deref(), Some("http://collector:4318"));
+    let unknown: Vec<String> = config.warnings.iter().map(ToString::to_string).collect();
+    assert!(unknown.iter().any(|warning| warning.contains("spec.observability.collector")), "{unknown:?}");
+
+    let from_env = Overrides { otlp_endpoint: Some("http://env:4318".into()), ..Overrides::default() };
+    let config = load(runtime, &from_env).unwrap();
+    assert_eq!(config.runtime.otlp_endpoint.as_deref(), Some("http://env:4318"), "the environment wins");
+    let disabled = "spec:\n  observability:\n    otlp: {enabled: false, endpoint: \"http://collector:4318\"}\n";
+    assert_eq!(load(disabled, &Overrides::default()).unwrap().runtime.otlp_endpoint, None);
+    let enabled = "spec:\n  observability:\n    otlp: {enabled: true}\n";
+    let config = load(enabled, &Overrides::default()).unwrap();
+    assert_eq!(config.runtime.otlp_endpoint.as_deref(), Some("http://localhost:4318"));
+
+    let bad = "spec:\n  observability:\n    traces: {max_traces: 0, max_age_days: -1}\n";
+    let error = load(bad, &Overrides::default()).unwrap_err().to_string();
+    assert!(error.contains("spec.observability.traces.max_traces: must be at least 1"), "{error}");
+    assert!(error.contains("spec.observability.traces.max_age_days"), "{error}");
 }
 
 #[test]

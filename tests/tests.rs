@@ -10,6 +10,7 @@ mod crash;
 mod http_api;
 mod knowledge;
 mod patterns;
+mod observability;
 mod providers;
 mod rag;
 mod runs;

@@ -102,6 +102,12 @@ impl From<crate::store::StoreError> for ApiError {
     }
 }
 
+impl From<crate::telemetry::TelemetryError> for ApiError {
+    fn from(error: crate::telemetry::TelemetryError) -> ApiError {
+        ApiError::Internal(Box::new(error))
+    }
+}
+
 impl From<crate::tools::ToolError> for ApiError {
     fn from(error: crate::tools::ToolError) -> ApiError {
         use crate::tools::ToolError;

@@ -9,10 +9,12 @@ pub mod error;
 pub mod extract;
 mod health;
 mod memory;
+mod metrics;
 mod rag;
 mod runs;
 mod system;
 mod tools;
+mod traces;
 mod ws;
 
 use std::sync::Arc;
@@ -59,19 +61,40 @@ pub fn router(state: AppState) -> Router {
         .merge(tools::router())
         .merge(ws::router())
         .merge(rag::router())
+        .merge(traces::router())
+        .merge(metrics::router())
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
+        .layer(axum::middleware::from_fn_with_state(state.clone(), metrics::count_requests))
         .with_state(state)
         .layer(axum::extract::DefaultBodyLimit::max(max_body))
-        .layer(tower_http::trace::TraceLayer::new_for_http().make_span_with(|request: &axum::http::Request<_>| {
-            // Name the span with the matched route, never the raw URI (ids, names).
-            let route = request
-                .extensions()
-                .get::<axum::extract::MatchedPath>()
-                .map(|path| path.as_str().to_string())
-                .unwrap_or_else(|| "unmatched".to_string());
-            tracing::debug_span!("http", method = %request.method(), route)
-        }))
+        .layer(
+            tower_http::trace::TraceLayer::new_for_http()
+                .make_span_with(|request: &axum::http::Request<_>| {
+                    // Name the span with the matched route, never the raw URI (ids, names).
+                    let route = request
+                        .extensions()
+                        .get::<axum::extract::MatchedPath>()
+                        .map(|path| path.as_str().to_string())
+                        .unwrap_or_else(|| "unmatched".to_string());
+                    let trace_id = request
+                        .headers()
+                        .get("traceparent")
+                        .and_then(|value| value.to_str().ok())
+                        .and_then(|value| value.split('-').nth(1))
+                        .unwrap_or_default()
+                        .to_string();
+                    tracing::info_span!("http", method = %request.method(), route, path = %request.uri().path(), trace_id)
+                })
+                .on_request(())
+                // One line per request: method, route and path (span fields), status, latency.
+                .on_response(
+                    tower_http::trace::DefaultOnResponse::new()
+                        .level(tracing::Level::INFO)
+                        .latency_unit(tower_http::LatencyUnit::Millis),
+                )
+                .on_failure(()),
+        )
         .layer(CatchPanicLayer::custom(|_panic: Box<dyn std::any::Any + Send>| {
             tracing::error!("a request handler panicked");
             ApiError::Internal("handler panicked".into()).into_response()

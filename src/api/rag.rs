@@ -109,6 +109,7 @@ async fn ingest(State(app): State<AppState>, ApiJson(body): ApiJson<IngestBody>)
         })
         .collect();
     let report = app.rag.ingest(&body.collection, documents, &options).await?;
+    app.telemetry.metrics().incr("rag.ingest.chunks", report.chunks_created as u64);
     Ok(Json(json!({
         "collection": body.collection,
         "documents_ingested": report.documents_ingested,
@@ -139,6 +140,7 @@ async fn query(State(app): State<AppState>, ApiJson(body): ApiJson<QueryBody>) -
         ));
     }
     let hits = app.rag.query(&body.collection, &body.query, body.top_k as usize, body.score_threshold).await?;
+    app.telemetry.metrics().incr("rag.queries", 1);
     Ok(Json(json!({ "results": hits })))
 }
 

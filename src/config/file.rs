@@ -245,12 +245,34 @@ pub(crate) struct RuntimeSpecFile {
     pub services: Option<IndexMap<String, bool>>,
     pub peers: Option<Vec<Value>>,
     pub mesh: Option<Value>,
-    pub observability: Option<Value>,
+    pub observability: ObservabilityFile,
     pub store: StoreFile,
     pub rag: RagFile,
     pub limits: Option<Value>,
     /// Built-in tool settings for direct execution (`POST /v1/tools/execute`), by tool name.
     pub tools: Option<IndexMap<String, Map<String, Value>>>,
+}
+
+/// `spec.observability`: trace retention and OpenTelemetry export.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub(crate) struct ObservabilityFile {
+    pub traces: TracesFile,
+    pub otlp: OtlpFile,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub(crate) struct TracesFile {
+    pub max_traces: Option<usize>,
+    pub max_age_days: Option<f64>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub(crate) struct OtlpFile {
+    pub enabled: Option<bool>,
+    pub endpoint: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]

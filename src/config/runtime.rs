@@ -21,6 +21,8 @@ pub struct Overrides {
     pub port: Option<u16>,
     pub data_dir: Option<PathBuf>,
     pub cors_origins: Option<Vec<String>>,
+    /// `OTEL_EXPORTER_OTLP_ENDPOINT`: export finished traces over OTLP/HTTP to this base URL.
+    pub otlp_endpoint: Option<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -43,7 +45,13 @@ pub struct RuntimeConfig {
     /// `spec.services.agents` (default true): false loads no agents.
     pub services_agents: bool,
     pub mesh: Option<Value>,
-    pub observability: Option<Value>,
+    /// `spec.observability.traces.max_traces`: traces kept in the store (oldest evicted first).
+    pub trace_max_count: usize,
+    /// `spec.observability.traces.max_age_days`: traces older than this are evicted.
+    pub trace_max_age: Duration,
+    /// `OTEL_EXPORTER_OTLP_ENDPOINT` or `spec.observability.otlp.endpoint` (unless
+    /// `otlp.enabled: false`): base URL that finished traces are exported to over OTLP/HTTP.
+    pub otlp_endpoint: Option<String>,
     /// `spec.tools`: the `config` of each built-in when it runs outside an agent
     /// (`POST /v1/tools/execute`), e.g. `{http_request: {allow_localhost: true}}`.
     pub tools: IndexMap<String, Map<String, Value>>,
@@ -65,7 +73,9 @@ impl Default for RuntimeConfig {
             orchestration_defaults: OrchestrationDefaults::default(),
             services_agents: true,
             mesh: None,
-            observability: None,
+            trace_max_count: 10_000,
+            trace_max_age: Duration::from_secs(7 * 24 * 3600),
+            otlp_endpoint: None,
             tools: IndexMap::new(),
         }
     }
@@ -160,6 +170,25 @@ pub(super) fn resolve_runtime_file(
         at_least_one(spec.rag.hnsw_threshold, "spec.rag.hnsw_threshold", defaults.rag_hnsw_threshold);
     let rag_max_ingest_chunks =
         at_least_one(spec.rag.max_ingest_chunks, "spec.rag.max_ingest_chunks", defaults.rag_max_ingest_chunks);
+    let trace_max_count = at_least_one(
+        spec.observability.traces.max_traces,
+        "spec.observability.traces.max_traces",
+        defaults.trace_max_count,
+    );
+    let trace_max_age = positive_secs(
+        spec.observability.traces.max_age_days.map(|days| days * 86_400.0),
+        "spec.observability.traces.max_age_days",
+        defaults.trace_max_age,
+        &mut problems,
+    );
+    let otlp = &spec.observability.otlp;
+    let otlp_endpoint = match (&overrides.otlp_endpoint, otlp.enabled, &otlp.endpoint) {
+        (Some(endpoint), _, _) => Some(endpoint.clone()),
+        (None, Some(false), _) => None,
+        (None, _, Some(endpoint)) => Some(endpoint.clone()),
+        (None, Some(true), None) => Some("http://localhost:4318".to_string()),
+        (None, None, None) => None,
+    };
     let services_agents = spec.services.as_ref().and_then(|services| services.get("agents").copied()).unwrap_or(true);
     let config = RuntimeConfig {
         host: overrides.host.clone().or_else(|| spec.api.host.clone()).unwrap_or(defaults.host),
@@ -189,7 +218,9 @@ pub(super) fn resolve_runtime_file(
         },
         services_agents,
         mesh: spec.mesh.clone(),
-        observability: spec.observability.clone(),
+        trace_max_count,
+        trace_max_age,
+        otlp_endpoint: otlp_endpoint.filter(|endpoint| !endpoint.trim().is_empty()),
         tools: spec.tools.clone().unwrap_or_default(),
     };
     if problems.has_errors() {

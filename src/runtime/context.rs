@@ -124,10 +124,32 @@ impl RunContext {
         metrics.incr("llm.calls", 1);
         metrics.observe("llm.latency_ms", elapsed.as_secs_f64() * 1000.0);
         self.ledger().model_time += elapsed;
+        {
+            // Prometheus series: a failed call is counted under the first candidate it tried.
+            let first = router.candidates().next();
+            let (provider, model) = match &result {
+                Ok(response) => (response.provider.as_str(), response.model.as_str()),
+                Err(_) => first.map(|c| (c.provider.as_str(), c.model.as_str())).unwrap_or(("none", "none")),
+            };
+            let status = if result.is_ok() { "success" } else { "error" };
+            let labels = [("provider", provider), ("model", model)];
+            metrics.observe_series("astromesh_provider_latency_seconds", &labels, elapsed.as_secs_f64());
+            let labels = [("provider", provider), ("model", model), ("status", status)];
+            metrics.incr_series("astromesh_provider_calls_total", &labels, 1.0);
+        }
         match result {
             Ok(response) => {
                 metrics.incr("llm.tokens.input", response.usage.input_tokens);
                 metrics.incr("llm.tokens.output", response.usage.output_tokens);
+                let agent = self.agent.config.name.as_str();
+                let tokens = response.usage.input_tokens as f64;
+                metrics.incr_series("astromesh_tokens_used_total", &[("agent", agent), ("direction", "input")], tokens);
+                let tokens = response.usage.output_tokens as f64;
+                metrics.incr_series(
+                    "astromesh_tokens_used_total",
+                    &[("agent", agent), ("direction", "output")],
+                    tokens,
+                );
                 span.set("provider", response.provider.as_str());
                 span.set("model", response.model.as_str());
                 span.set("input_tokens", response.usage.input_tokens);
@@ -202,6 +224,12 @@ impl RunContext {
         let elapsed = started.elapsed();
         let metrics = self.runtime.telemetry().metrics();
         metrics.incr("tool.executions", 1);
+        let status = if error.is_some() { "error" } else { "success" };
+        metrics.incr_series(
+            "astromesh_tool_executions_total",
+            &[("tool", call.name.as_str()), ("status", status)],
+            1.0,
+        );
         let output = match error {
             Some(message) => {
                 metrics.incr("tool.errors", 1);

@@ -76,6 +76,8 @@ pub(super) async fn run(
     root.set("pattern", agent.config.orchestration.pattern.as_str());
     let metrics = runtime.telemetry().metrics();
     metrics.incr("agent.runs", 1);
+    let agent_labels = [("agent", agent.config.name.as_str())];
+    metrics.add_gauge("astromesh_active_sessions", &agent_labels, 1.0);
 
     let timeout = agent.config.orchestration.timeout;
     let context = RunContext {
@@ -96,6 +98,13 @@ pub(super) async fn run(
     };
     let elapsed = started.elapsed();
     metrics.observe("agent.latency_ms", elapsed.as_secs_f64() * 1000.0);
+    metrics.add_gauge("astromesh_active_sessions", &agent_labels, -1.0);
+    let pattern = agent.config.orchestration.pattern.as_str();
+    let labels = [("agent", agent.config.name.as_str()), ("pattern", pattern)];
+    metrics.observe_series("astromesh_agent_latency_seconds", &labels, elapsed.as_secs_f64());
+    let status = if result.is_ok() { "success" } else { "error" };
+    let labels = [("agent", agent.config.name.as_str()), ("pattern", pattern), ("status", status)];
+    metrics.incr_series("astromesh_agent_runs_total", &labels, 1.0);
     let outcome = result.map(|response| {
         let ledger = context.ledger.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         RunOutcome {

@@ -6,17 +6,18 @@
 //! store). Not here: the endpoints that serve them (`api/`), log output (`tracing`).
 
 mod metrics;
+mod otlp;
 
 use std::sync::{Arc, Mutex};
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use rand::Rng;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
-pub use metrics::{HistogramSnapshot, Metrics, MetricsSnapshot};
+pub use metrics::{series_key, HistogramSnapshot, Metrics, MetricsSnapshot};
 
-use crate::store::{Store, Table, WriteOp};
+use crate::store::{Store, StoreError, Table, WriteOp};
 
 /// One finished span, as stored and served.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -201,23 +202,115 @@ impl Drop for Span {
 pub struct Telemetry {
     store: Arc<Store>,
     metrics: Metrics,
+    settings: TelemetrySettings,
+    exporter: Option<otlp::Exporter>,
+}
+
+/// Retention and export settings (from `spec.observability`).
+#[derive(Debug, Clone)]
+pub struct TelemetrySettings {
+    /// Most traces kept; the oldest are evicted first.
+    pub max_traces: usize,
+    /// Traces that started longer ago than this are evicted.
+    pub max_age: Duration,
+    /// OTLP/HTTP base URL (`{endpoint}/v1/traces` receives the spans).
+    pub otlp_endpoint: Option<String>,
+}
+
+impl Default for TelemetrySettings {
+    fn default() -> Self {
+        TelemetrySettings { max_traces: 10_000, max_age: Duration::from_secs(7 * 24 * 3600), otlp_endpoint: None }
+    }
+}
+
+/// Failures reading traces or the metrics snapshot.
+#[derive(Debug, thiserror::Error)]
+pub enum TelemetryError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("stored trace {key} is malformed: {source}")]
+    Malformed { key: String, source: serde_json::Error },
+}
+
+/// Trace keys: `t` ++ (u64::MAX - start micros, big-endian) ++ trace id, so a forward scan is
+/// newest first and the last key is the oldest. `i` ++ trace id points at the `t` key, for
+/// `GET /v1/traces/{id}` without a scan.
+const TIME_PREFIX: u8 = b't';
+const ID_PREFIX: u8 = b'i';
+/// Bounds of the `t` keys.
+const TIME_RANGE: (&[u8], &[u8]) = (b"t", b"u");
+/// Key of the saved metrics snapshot in `Table::Metrics`.
+const METRICS_KEY: &[u8] = b"snapshot";
+
+fn now_micros() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|elapsed| elapsed.as_micros() as u64).unwrap_or_default()
+}
+
+/// Evicts from the oldest end until at most `max_traces` remain and none started before
+/// `cutoff_micros`. Runs inside the writer's transaction: each eviction is one `pop`-like step
+/// (O(log n)), so enforcing retention on every write costs almost nothing.
+fn evict(txn: &redb::WriteTransaction, max_traces: usize, cutoff_micros: u64) -> Result<usize, StoreError> {
+    use redb::{ReadableTable, ReadableTableMetadata};
+    let mut table = txn.open_table(Table::Traces.definition())?;
+    let mut count = (table.len()? / 2) as usize;
+    let mut evicted = 0;
+    loop {
+        let oldest = {
+            let mut range = table.range(TIME_RANGE.0..TIME_RANGE.1)?;
+            match range.next_back() {
+                Some(entry) => entry?.0.value().to_vec(),
+                None => break,
+            }
+        };
+        let started = oldest.get(1..9).and_then(|bytes| bytes.try_into().ok()).map(u64::from_be_bytes);
+        let started = u64::MAX - started.unwrap_or(u64::MAX);
+        if count <= max_traces && started >= cutoff_micros {
+            break;
+        }
+        table.remove(oldest.as_slice())?;
+        let mut id_key = vec![ID_PREFIX];
+        id_key.extend_from_slice(oldest.get(9..).unwrap_or_default());
+        table.remove(id_key.as_slice())?;
+        count = count.saturating_sub(1);
+        evicted += 1;
+    }
+    Ok(evicted)
 }
 
 impl Telemetry {
-    pub fn new(store: Arc<Store>) -> Telemetry {
-        Telemetry { store, metrics: Metrics::default() }
+    /// Builds the telemetry and loads the saved metrics snapshot (blocking: call at startup).
+    pub fn new(store: Arc<Store>, settings: TelemetrySettings) -> Telemetry {
+        let metrics = Metrics::default();
+        match store.get(Table::Metrics, METRICS_KEY) {
+            Ok(Some(bytes)) => match serde_json::from_slice::<MetricsSnapshot>(&bytes) {
+                Ok(snapshot) => metrics.restore(snapshot),
+                Err(error) => tracing::warn!("saved metrics are malformed, starting from zero: {error}"),
+            },
+            Ok(None) => {}
+            Err(error) => tracing::warn!("cannot load saved metrics, starting from zero: {error}"),
+        }
+        let exporter = settings.otlp_endpoint.as_deref().and_then(otlp::Exporter::start);
+        Telemetry { store, metrics, settings, exporter }
     }
 
     pub fn metrics(&self) -> &Metrics {
         &self.metrics
     }
 
-    /// Stores a finished trace. The key sorts newest first: (u64::MAX - start micros, id).
+    /// Stores a finished trace (evicting past the retention limits in the same commit) and
+    /// hands it to the OTLP exporter, if any. Never fails the run: errors are logged.
     pub async fn finish(&self, trace: &TraceRecorder) {
         let record = trace.into_record();
+        if let Some(exporter) = &self.exporter {
+            exporter.send(&record, &self.metrics);
+        }
         let micros = (record.start_time * 1e6) as u64;
-        let mut key = (u64::MAX - micros).to_be_bytes().to_vec();
+        let mut key = Vec::with_capacity(9 + record.trace_id.len());
+        key.push(TIME_PREFIX);
+        key.extend_from_slice(&(u64::MAX - micros).to_be_bytes());
         key.extend_from_slice(record.trace_id.as_bytes());
+        let mut id_key = vec![ID_PREFIX];
+        id_key.extend_from_slice(record.trace_id.as_bytes());
         let value = match serde_json::to_vec(&record) {
             Ok(value) => value,
             Err(error) => {
@@ -225,8 +318,98 @@ impl Telemetry {
                 return;
             }
         };
-        if let Err(error) = self.store.write(WriteOp::Put { table: Table::Traces, key, value }).await {
+        let max_traces = self.settings.max_traces;
+        let cutoff = now_micros().saturating_sub(self.settings.max_age.as_micros() as u64);
+        let op = WriteOp::Custom(Box::new(move |txn| {
+            {
+                let mut table = txn.open_table(Table::Traces.definition())?;
+                table.insert(key.as_slice(), value.as_slice())?;
+                table.insert(id_key.as_slice(), key.as_slice())?;
+            }
+            evict(txn, max_traces, cutoff).map(drop)
+        }));
+        if let Err(error) = self.store.write(op).await {
             tracing::warn!("trace {} not stored: {error}", record.trace_id);
         }
+    }
+
+    /// Evicts traces past the age limit (the periodic sweep; writes also evict).
+    pub async fn evict_expired(&self) -> Result<(), StoreError> {
+        let max_traces = self.settings.max_traces;
+        let cutoff = now_micros().saturating_sub(self.settings.max_age.as_micros() as u64);
+        self.store.write(WriteOp::Custom(Box::new(move |txn| evict(txn, max_traces, cutoff).map(drop)))).await
+    }
+
+    /// Newest first, optionally only one agent's, at most `limit`. Reads on the blocking pool.
+    pub async fn traces(&self, agent: Option<String>, limit: usize) -> Result<Vec<TraceRecord>, TelemetryError> {
+        #[derive(Deserialize)]
+        struct AgentOnly {
+            agent: String,
+        }
+        let store = self.store.clone();
+        let scan = move || {
+            store.read(|txn| {
+                let table = match txn.open_table(Table::Traces.definition()) {
+                    Ok(table) => table,
+                    Err(redb::TableError::TableDoesNotExist(_)) => return Ok(Vec::new()),
+                    Err(error) => return Err(error.into()),
+                };
+                let mut found = Vec::with_capacity(limit.min(100));
+                for entry in table.range(TIME_RANGE.0..TIME_RANGE.1)? {
+                    if found.len() >= limit {
+                        break;
+                    }
+                    let (key, value) = entry?;
+                    let bytes = value.value();
+                    if let Some(wanted) = &agent {
+                        match serde_json::from_slice::<AgentOnly>(bytes) {
+                            Ok(only) if &only.agent == wanted => {}
+                            _ => continue,
+                        }
+                    }
+                    found.push((key.value().to_vec(), bytes.to_vec()));
+                }
+                Ok(found)
+            })
+        };
+        let rows = tokio::task::spawn_blocking(scan).await.map_err(StoreError::from)??;
+        rows.into_iter()
+            .map(|(key, bytes)| {
+                serde_json::from_slice(&bytes)
+                    .map_err(|source| TelemetryError::Malformed { key: String::from_utf8_lossy(&key).into(), source })
+            })
+            .collect()
+    }
+
+    /// One trace by id, or `None`.
+    pub async fn trace(&self, trace_id: &str) -> Result<Option<TraceRecord>, TelemetryError> {
+        let mut id_key = vec![ID_PREFIX];
+        id_key.extend_from_slice(trace_id.as_bytes());
+        let Some(key) = self.store.get_async(Table::Traces, id_key).await? else {
+            return Ok(None);
+        };
+        let Some(bytes) = self.store.get_async(Table::Traces, key).await? else {
+            return Ok(None);
+        };
+        serde_json::from_slice(&bytes)
+            .map(Some)
+            .map_err(|source| TelemetryError::Malformed { key: trace_id.to_string(), source })
+    }
+
+    /// Saves the metrics snapshot (periodically and at shutdown), so counters survive restarts.
+    pub async fn save_metrics(&self) -> Result<(), StoreError> {
+        let value = serde_json::to_vec(&self.metrics.snapshot()).expect("a metrics snapshot always serializes");
+        self.store.write(WriteOp::Put { table: Table::Metrics, key: METRICS_KEY.to_vec(), value }).await
+    }
+
+    /// Clears the live metrics and the saved snapshot.
+    pub async fn reset_metrics(&self) -> Result<(), StoreError> {
+        self.metrics.reset();
+        self.store.write(WriteOp::Delete { table: Table::Metrics, key: METRICS_KEY.to_vec() }).await
+    }
+
+    /// Traces dropped because the OTLP export queue was full.
+    pub fn otlp_dropped(&self) -> u64 {
+        self.exporter.as_ref().map(otlp::Exporter::dropped).unwrap_or_default()
     }
 }
