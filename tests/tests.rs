@@ -13,4 +13,5 @@ mod rag;
 mod runs;
 mod tidy;
 mod tools;
+mod ui;
 mod websocket;

@@ -13,6 +13,7 @@ mod rag;
 mod runs;
 mod system;
 mod tools;
+mod ui;
 mod ws;
 
 use std::sync::Arc;
@@ -59,6 +60,7 @@ pub fn router(state: AppState) -> Router {
         .merge(tools::router())
         .merge(ws::router())
         .merge(rag::router())
+        .merge(ui::router())
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .with_state(state)
@@ -100,7 +102,14 @@ fn cors_layer(origins: &[String]) -> Option<CorsLayer> {
     )
 }
 
-async fn not_found() -> Response {
+/// Unknown `/v1` paths (and non-GET requests) answer the JSON 404 envelope; any other GET is a
+/// client-side route of the web UI, so it gets `index.html` and the UI's router takes over.
+async fn not_found(method: Method, uri: axum::http::Uri, headers: axum::http::HeaderMap) -> Response {
+    let path = uri.path();
+    let is_api = path == "/v1" || path.starts_with("/v1/");
+    if method == Method::GET && !is_api && !path.starts_with("/assets/") {
+        return ui::index(headers).await;
+    }
     ApiError::NotFound("Not Found".to_string()).into_response()
 }
 
