@@ -7,7 +7,7 @@ export async function render(main) {
   const status = h("section", { class: "card", id: "system-status" }, h("p", { class: "muted" }, "Loading…"));
   const doctor = h("section", { class: "card", id: "doctor" }, h("p", { class: "muted" }, "Running checks…"));
   const mesh = h("section", { class: "card", id: "mesh" }, h("p", { class: "muted" }, "Loading…"));
-  mount(main, h("h1", {}, "System"), h("div", { class: "grid" }, status, doctor), h("h2", {}, "Mesh"), mesh);
+  mount(main, h("h1", {}, "System"), h("div", { class: "grid" }, status), h("h2", {}, "Checks"), doctor, h("h2", {}, "Mesh"), mesh);
 
   get("/v1/system/status").then((body) => mount(status, h("h3", {}, "Status ", statusPill(body.status)), kv([
     ["Version", body.version], ["Mode", body.mode], ["Uptime", formatUptime(body.uptime_seconds)], ["PID", body.pid],
