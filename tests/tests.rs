@@ -16,4 +16,5 @@ mod rag;
 mod runs;
 mod tidy;
 mod tools;
+mod ui;
 mod websocket;

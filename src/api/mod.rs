@@ -15,6 +15,7 @@ mod runs;
 mod system;
 mod tools;
 mod traces;
+mod ui;
 mod ws;
 
 use std::sync::Arc;
@@ -63,6 +64,7 @@ pub fn router(state: AppState) -> Router {
         .merge(rag::router())
         .merge(traces::router())
         .merge(metrics::router())
+        .merge(ui::router())
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(axum::middleware::from_fn_with_state(state.clone(), metrics::count_requests))
@@ -123,7 +125,14 @@ fn cors_layer(origins: &[String]) -> Option<CorsLayer> {
     )
 }
 
-async fn not_found() -> Response {
+/// Unknown `/v1` paths (and non-GET requests) answer the JSON 404 envelope; any other GET is a
+/// client-side route of the web UI, so it gets `index.html` and the UI's router takes over.
+async fn not_found(method: Method, uri: axum::http::Uri, headers: axum::http::HeaderMap) -> Response {
+    let path = uri.path();
+    let is_api = path == "/v1" || path.starts_with("/v1/");
+    if method == Method::GET && !is_api && !path.starts_with("/assets/") {
+        return ui::index(headers).await;
+    }
     ApiError::NotFound("Not Found".to_string()).into_response()
 }
 
