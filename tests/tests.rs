@@ -8,6 +8,8 @@ mod cli;
 mod config_files;
 mod crash;
 mod http_api;
+mod mcp_server;
+mod openai_compat;
 mod providers;
 mod rag;
 mod runs;

@@ -8,7 +8,9 @@ mod agents;
 pub mod error;
 pub mod extract;
 mod health;
+mod mcp;
 mod memory;
+mod openai;
 mod rag;
 mod runs;
 mod system;
@@ -50,6 +52,7 @@ pub struct AppState {
 pub fn router(state: AppState) -> Router {
     let max_body = state.config.runtime.max_body_bytes;
     let cors = cors_layer(&state.config.runtime.cors_origins);
+    let mcp = mcp::service(state.runtime.clone(), state.shutdown.clone(), max_body);
     let router = Router::new()
         .merge(health::router())
         .merge(agents::router())
@@ -59,6 +62,8 @@ pub fn router(state: AppState) -> Router {
         .merge(tools::router())
         .merge(ws::router())
         .merge(rag::router())
+        .merge(openai::router())
+        .nest_service("/mcp", mcp)
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .with_state(state)

@@ -6,6 +6,7 @@
 #![allow(dead_code)]
 
 pub mod llm;
+pub mod python;
 pub mod web;
 
 use std::path::{Path, PathBuf};
