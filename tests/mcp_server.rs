@@ -62,7 +62,10 @@ async fn rmcp_client_lists_and_calls_the_agents() {
 
     // Failures are tool errors the model can read, not protocol errors.
     let missing = client
-        .call_tool(CallToolRequestParams::new("agent_nobody").with_arguments(json!({"query": "hi"}).as_object().cloned().unwrap()))
+        .call_tool(
+            CallToolRequestParams::new("agent_nobody")
+                .with_arguments(json!({"query": "hi"}).as_object().cloned().unwrap()),
+        )
         .await
         .unwrap();
     assert_eq!(missing.is_error, Some(true));
@@ -121,6 +124,9 @@ async fn the_official_mcp_python_sdk_lists_and_calls() {
     assert_eq!(seen["tools"][0]["schema"]["required"], json!(["query"]));
     assert_eq!(seen["is_error"], false);
     assert_eq!(seen["text"], json!(["Hello from the agent."]));
-    assert_eq!(llm.chat_requests().last().unwrap().body["messages"].as_array().unwrap().last().unwrap()["content"], "Say hello");
+    assert_eq!(
+        llm.chat_requests().last().unwrap().body["messages"].as_array().unwrap().last().unwrap()["content"],
+        "Say hello"
+    );
     app.stop().await;
 }

@@ -95,7 +95,9 @@ async fn a_session_uses_stored_memory_instead_of_messages() {
     let first = send(
         "POST",
         &format!("{}/v1/chat/completions", app.url),
-        Some(json!({"model": "helper", "messages": [{"role": "user", "content": "I am Ada"}]}).to_string().into_bytes()),
+        Some(
+            json!({"model": "helper", "messages": [{"role": "user", "content": "I am Ada"}]}).to_string().into_bytes(),
+        ),
         &[("x-session-id", "chat-1")],
     )
     .await;
@@ -142,10 +144,13 @@ async fn streaming_answers_with_chunks_then_done() {
         assert_eq!(chunk["id"], id, "one id for the whole stream");
     }
     assert_eq!(chunks[0]["choices"][0]["delta"], json!({"role": "assistant", "content": ""}));
-    let content_chunks: Vec<&Value> =
-        chunks.iter().filter(|chunk| chunk["choices"][0]["delta"]["content"].as_str().is_some_and(|c| !c.is_empty())).collect();
+    let content_chunks: Vec<&Value> = chunks
+        .iter()
+        .filter(|chunk| chunk["choices"][0]["delta"]["content"].as_str().is_some_and(|c| !c.is_empty()))
+        .collect();
     assert!(content_chunks.len() > 1, "the answer arrives in several deltas: {chunks:?}");
-    let text: String = content_chunks.iter().map(|chunk| chunk["choices"][0]["delta"]["content"].as_str().unwrap()).collect();
+    let text: String =
+        content_chunks.iter().map(|chunk| chunk["choices"][0]["delta"]["content"].as_str().unwrap()).collect();
     assert_eq!(text, "Streaming works fine today.");
     let stop = &chunks[chunks.len() - 2];
     assert_eq!(stop["choices"][0]["finish_reason"], "stop");
@@ -202,7 +207,8 @@ async fn errors_use_the_openai_envelope() {
     assert_eq!(timeout.json["error"]["code"], "timeout");
 
     // A failure after the stream started is an error event, then [DONE].
-    let streamed_down = app.post("/v1/chat/completions", &json!({"model": "down", "stream": true, "messages": hi})).await;
+    let streamed_down =
+        app.post("/v1/chat/completions", &json!({"model": "down", "stream": true, "messages": hi})).await;
     assert_eq!(streamed_down.status, 200);
     let data = sse_data(&streamed_down.text);
     assert_eq!(data.last().map(String::as_str), Some("[DONE]"));

@@ -20,10 +20,15 @@ async def main() -> None:
             init = await session.initialize()
             listed = await session.list_tools()
             result = await session.call_tool(tool, {"query": query})
+    # mcp 2.x names fields in snake_case; 1.x used the wire's camelCase.
+    def field(obj, snake, camel):
+        return getattr(obj, snake) if hasattr(obj, snake) else getattr(obj, camel)
+
     print(json.dumps({
-        "server": init.serverInfo.name,
-        "tools": [{"name": t.name, "description": t.description, "schema": t.inputSchema} for t in listed.tools],
-        "is_error": bool(result.isError),
+        "server": field(init, "server_info", "serverInfo").name,
+        "tools": [{"name": t.name, "description": t.description, "schema": field(t, "input_schema", "inputSchema")}
+                  for t in listed.tools],
+        "is_error": bool(field(result, "is_error", "isError")),
         "text": [block.text for block in result.content if getattr(block, "type", None) == "text"],
     }))
 
