@@ -81,18 +81,114 @@ impl IntoResponse for ApiError {
         let detail = match &self {
             ApiError::Validation(errors) => json!(errors),
             ApiError::Internal(error) => {
-                let mut chain = error.to_string();
-                let mut source = error.source();
-                while let Some(cause) = source {
-                    chain.push_str(&format!(": {cause}"));
-                    source = cause.source();
-                }
-                tracing::error!(error = %chain, "internal error");
+                log_internal(error.as_ref());
                 json!("Internal Server Error")
             }
             other => json!(other.to_string()),
         };
         (status, Json(json!({ "detail": detail }))).into_response()
+    }
+}
+
+/// Logs a 5xx cause with its whole chain; the client only sees a generic message.
+fn log_internal(error: &(dyn std::error::Error + Send + Sync)) {
+    let mut chain = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        chain.push_str(&format!(": {cause}"));
+        source = cause.source();
+    }
+    tracing::error!(error = %chain, "internal error");
+}
+
+/// The OpenAI error envelope, `{"error": {message, type, param, code}}`, used only by the
+/// OpenAI-compatible routes (`/v1/models`, `/v1/chat/completions`) so SDKs parse our errors.
+/// The status comes from the wrapped `ApiError`, so both envelopes agree on codes.
+#[derive(Debug)]
+pub struct OpenAiError {
+    pub error: ApiError,
+    /// OpenAI's machine-readable `code` (`model_not_found`, `invalid_request`, ...).
+    pub code: &'static str,
+}
+
+impl From<ApiError> for OpenAiError {
+    fn from(error: ApiError) -> OpenAiError {
+        let code = match &error {
+            ApiError::NotFound(_) => "not_found",
+            ApiError::Validation(_) | ApiError::BadRequest(_) => "invalid_request",
+            ApiError::Conflict(_) => "agent_unavailable",
+            ApiError::PayloadTooLarge(_) => "request_too_large",
+            ApiError::Timeout(_) => "timeout",
+            ApiError::Unavailable(_) => "provider_unavailable",
+            ApiError::BadGateway(_) => "upstream_error",
+            ApiError::MethodNotAllowed => "method_not_allowed",
+            ApiError::Unauthorized(_) => "invalid_api_key",
+            ApiError::Internal(_) => "internal_error",
+        };
+        OpenAiError { error, code }
+    }
+}
+
+impl From<crate::runtime::RunError> for OpenAiError {
+    fn from(error: crate::runtime::RunError) -> OpenAiError {
+        use crate::runtime::RunError;
+        let code = match &error {
+            RunError::UnknownAgent(_) => Some("model_not_found"),
+            RunError::Blocked(_) => Some("content_blocked"),
+            RunError::InvalidSession(_) => Some("invalid_session"),
+            _ => None,
+        };
+        let mut converted = OpenAiError::from(ApiError::from(error));
+        if let Some(code) = code {
+            converted.code = code;
+        }
+        converted
+    }
+}
+
+impl OpenAiError {
+    /// The envelope's JSON (also sent as an SSE event when a streamed run fails).
+    pub fn body(&self) -> serde_json::Value {
+        let message = match &self.error {
+            ApiError::Validation(errors) => errors
+                .iter()
+                .map(|error| {
+                    let loc: Vec<String> = error
+                        .loc
+                        .iter()
+                        .map(|part| part.as_str().map_or_else(|| part.to_string(), str::to_string))
+                        .collect();
+                    format!("{}: {}", loc.join("."), error.msg)
+                })
+                .collect::<Vec<_>>()
+                .join("; "),
+            ApiError::Internal(error) => {
+                log_internal(error.as_ref());
+                "Internal Server Error".to_string()
+            }
+            other => other.to_string(),
+        };
+        let param = match &self.error {
+            ApiError::Validation(errors) => errors
+                .first()
+                .and_then(|error| error.loc.iter().skip(1).find_map(|part| part.as_str().map(str::to_string)))
+                .map_or(serde_json::Value::Null, serde_json::Value::String),
+            _ => serde_json::Value::Null,
+        };
+        let kind = match self.error.status() {
+            StatusCode::REQUEST_TIMEOUT => "timeout_error",
+            StatusCode::SERVICE_UNAVAILABLE | StatusCode::BAD_GATEWAY => "service_unavailable_error",
+            StatusCode::UNAUTHORIZED => "authentication_error",
+            status if status.is_server_error() => "server_error",
+            _ => "invalid_request_error",
+        };
+        json!({"error": {"message": message, "type": kind, "param": param, "code": self.code}})
+    }
+}
+
+impl IntoResponse for OpenAiError {
+    fn into_response(self) -> Response {
+        (self.error.status(), Json(self.body())).into_response()
     }
 }
 

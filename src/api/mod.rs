@@ -8,8 +8,10 @@ mod agents;
 pub mod error;
 pub mod extract;
 mod health;
+mod mcp;
 mod memory;
 mod metrics;
+mod openai;
 mod rag;
 mod runs;
 mod system;
@@ -53,6 +55,7 @@ pub struct AppState {
 pub fn router(state: AppState) -> Router {
     let max_body = state.config.runtime.max_body_bytes;
     let cors = cors_layer(&state.config.runtime.cors_origins);
+    let mcp = mcp::service(state.runtime.clone(), state.shutdown.clone(), max_body);
     let router = Router::new()
         .merge(health::router())
         .merge(agents::router())
@@ -65,6 +68,8 @@ pub fn router(state: AppState) -> Router {
         .merge(traces::router())
         .merge(metrics::router())
         .merge(ui::router())
+        .merge(openai::router())
+        .nest_service("/mcp", mcp)
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(axum::middleware::from_fn_with_state(state.clone(), metrics::count_requests))

@@ -23,7 +23,13 @@ pub(crate) struct RunBody {
 
 impl RunBody {
     pub(crate) fn into_request(self, agent: String) -> RunRequest {
-        RunRequest { agent, query: self.query, session_id: self.session_id, context: self.context.unwrap_or_default() }
+        RunRequest {
+            agent,
+            query: self.query,
+            session_id: self.session_id,
+            context: self.context.unwrap_or_default(),
+            history: None,
+        }
     }
 }
 

@@ -110,7 +110,7 @@ fn parse_frame(text: &str, agent: &str, default_session: Option<&str>) -> Result
         Some(Value::Null) | None => Map::new(),
         Some(_) => return Err("`context` must be an object".to_string()),
     };
-    Ok(RunRequest { agent: agent.to_string(), query, session_id, context })
+    Ok(RunRequest { agent: agent.to_string(), query, session_id, context, history: None })
 }
 
 fn event_frame(event: RunEvent) -> Value {

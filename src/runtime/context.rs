@@ -272,6 +272,7 @@ impl RunContext {
             query,
             session_id: Some(self.session_id.clone()),
             context: arguments.as_object().cloned().unwrap_or_default(),
+            history: None,
         };
         let parent = ParentRun { trace: self.trace.clone(), span_id: span_id.to_string(), depth: self.depth + 1 };
         match Box::pin(super::run::run(self.runtime.clone(), request, None, Some(parent))).await {

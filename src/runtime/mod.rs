@@ -37,6 +37,10 @@ pub struct RunRequest {
     pub session_id: Option<String>,
     /// Variables for the prompt template.
     pub context: Map<String, Value>,
+    /// Prior messages supplied by the caller (the OpenAI endpoint's earlier `messages`). When
+    /// set, they replace the stored history of the session and the run persists nothing: the
+    /// caller owns the conversation.
+    pub history: Option<Vec<crate::memory::Turn>>,
 }
 
 /// Streamed while a run is in flight (the WebSocket forwards them).

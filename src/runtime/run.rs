@@ -15,7 +15,7 @@ use super::context::{Ledger, RunContext};
 use super::prompt::{render, PromptInputs};
 use super::{AgentRuntime, ParentRun, RunError, RunEvent, RunOutcome, RunRequest, Runtime, Timing};
 use crate::config::AgentState;
-use crate::memory::{shape, Summary, Turn};
+use crate::memory::{shape, History, Summary, Turn};
 use crate::orchestration;
 use crate::providers::ChatMessage;
 use crate::rag::{ChunkOptions, Document, RagError};
@@ -149,8 +149,16 @@ async fn steps(context: &RunContext, request: &RunRequest) -> Result<String, Run
 
     let mut span = trace.span("memory_build", Some(&context.root_span));
     let conversations = context.runtime.conversations();
-    let history = conversations.load(&config.name, &context.session_id, config.memory.ttl).await?;
+    let history = match &request.history {
+        Some(turns) => History { turns: (0u64..).zip(turns.iter().cloned()).collect(), summary: None },
+        None => conversations.load(&config.name, &context.session_id, config.memory.ttl).await?,
+    };
     let mut window = shape(&history, &config.memory);
+    if request.history.is_some() {
+        // Caller-supplied history is not ours to fold into a stored summary; the window's
+        // trimming still applies.
+        window.to_summarise = None;
+    }
     span.set("turns", window.turns.len() as u64);
     span.finish();
     if let Some((folded, upto)) = window.to_summarise.take() {
@@ -212,12 +220,14 @@ async fn steps(context: &RunContext, request: &RunRequest) -> Result<String, Run
     };
     let answer = agent.guardrails.apply_output(&answer)?;
 
-    let span = trace.span("memory_persist", Some(&context.root_span));
-    conversations
-        .append(&config.name, &context.session_id, vec![Turn::new("user", &query), Turn::new("assistant", &answer)])
-        .await?;
-    span.finish();
-    remember(context, &query, &answer).await;
+    if request.history.is_none() {
+        let span = trace.span("memory_persist", Some(&context.root_span));
+        conversations
+            .append(&config.name, &context.session_id, vec![Turn::new("user", &query), Turn::new("assistant", &answer)])
+            .await?;
+        span.finish();
+        remember(context, &query, &answer).await;
+    }
     Ok(answer)
 }
 

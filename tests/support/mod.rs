@@ -7,6 +7,7 @@
 
 pub mod llm;
 pub mod otlp;
+pub mod python;
 pub mod web;
 
 use std::path::{Path, PathBuf};
