@@ -357,5 +357,14 @@ async fn an_agent_calls_another_agent_as_a_tool_in_the_same_session() {
     // The sub-run shares the session: the worker's turns are in its history under "team".
     let history = app.get("/v1/memory/worker/history/team").await;
     assert_eq!(history.json["messages"][1]["content"], "4");
+    // Both runs are in one trace: the worker's agent.run hangs under the boss's tool.call.
+    let trace = app.get(&format!("/v1/traces/{}", answer.json["trace_id"].as_str().unwrap())).await;
+    assert_eq!(trace.status, 200, "{}", trace.text);
+    let spans = trace.json["spans"].as_array().unwrap();
+    let runs: Vec<&serde_json::Value> = spans.iter().filter(|span| span["name"] == "agent.run").collect();
+    assert_eq!(runs.len(), 2, "{}", trace.text);
+    let tool_span = spans.iter().find(|span| span["name"] == "tool.call").unwrap();
+    let nested = runs.iter().find(|span| span["attributes"]["agent"] == "worker").unwrap();
+    assert_eq!(nested["parent_span_id"], tool_span["span_id"]);
     app.stop().await;
 }
