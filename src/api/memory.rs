@@ -9,6 +9,7 @@ use serde_json::{json, Value};
 use super::error::ApiError;
 use super::extract::{ApiPath, ApiQuery};
 use super::AppState;
+use crate::config::AgentConfig;
 
 pub(crate) fn router() -> Router<AppState> {
     Router::new()
@@ -16,9 +17,10 @@ pub(crate) fn router() -> Router<AppState> {
         .route("/v1/memory/{agent}/semantic", get(semantic))
 }
 
-fn known_agent(app: &AppState, agent: &str) -> Result<(), ApiError> {
+/// The agent's loaded config (`None` for an agent listed with errors); 404 when it is unknown.
+fn known_agent<'a>(app: &'a AppState, agent: &str) -> Result<Option<&'a std::sync::Arc<AgentConfig>>, ApiError> {
     match app.runtime.agent(agent) {
-        Some(_) => Ok(()),
+        Some(entry) => Ok(entry.config()),
         None => Err(ApiError::NotFound(format!("Agent '{agent}' not found"))),
     }
 }
@@ -27,8 +29,7 @@ async fn history(
     State(app): State<AppState>,
     ApiPath((agent, session)): ApiPath<(String, String)>,
 ) -> Result<Json<Value>, ApiError> {
-    known_agent(&app, &agent)?;
-    let ttl = app.runtime.agent(&agent).and_then(|entry| entry.config()).and_then(|config| config.memory.ttl);
+    let ttl = known_agent(&app, &agent)?.and_then(|config| config.memory.ttl);
     let history = app
         .runtime
         .conversations()
@@ -66,7 +67,7 @@ async fn semantic(
     ApiPath(agent): ApiPath<String>,
     ApiQuery(params): ApiQuery<SemanticQuery>,
 ) -> Result<Json<Value>, ApiError> {
-    known_agent(&app, &agent)?;
+    let config = known_agent(&app, &agent)?;
     if !(1..=100).contains(&params.top_k) {
         return Err(ApiError::invalid(
             vec![json!("query"), json!("top_k")],
@@ -81,12 +82,7 @@ async fn semantic(
             "string_too_short",
         ));
     }
-    let threshold = app
-        .runtime
-        .agent(&agent)
-        .and_then(|entry| entry.config())
-        .map(|config| config.memory.similarity_threshold as f32)
-        .unwrap_or(0.0);
+    let threshold = config.map(|config| config.memory.similarity_threshold as f32).unwrap_or(0.0);
     let collection = crate::runtime::Runtime::semantic_collection(&agent);
     let hits = match app.runtime.rag().query(&collection, &params.query, params.top_k, threshold).await {
         Ok(hits) => hits,
