@@ -33,7 +33,7 @@ use tower_http::normalize_path::NormalizePathLayer;
 
 use api::AppState;
 use config::Config;
-use embed::Embedder;
+use embed::{Embedder, TextEmbedder};
 use rag::{Rag, RagError, RagSettings};
 use runtime::Runtime;
 use store::{Store, StoreError};
@@ -86,7 +86,16 @@ impl App {
             max_ingest_chunks: config.runtime.rag_max_ingest_chunks,
             ..RagSettings::default()
         };
-        let rag = Arc::new(Rag::new(store.clone(), embedder, rag_settings)?);
+        let embedders = rag::Embedders {
+            default: TextEmbedder::from_config(&config.runtime.rag_embedder, &embedder),
+            collections: config
+                .runtime
+                .rag_collection_embedders
+                .iter()
+                .map(|(name, embedder_config)| (name.clone(), TextEmbedder::from_config(embedder_config, &embedder)))
+                .collect(),
+        };
+        let rag = Arc::new(Rag::new(store.clone(), embedders, rag_settings)?);
         let tools = Arc::new(ToolRegistry::new(&config, store.clone(), rag.clone())?);
         let runtime = Runtime::new(config.clone(), store.clone(), telemetry.clone(), tools.clone(), rag.clone());
         let shutdown = CancellationToken::new();

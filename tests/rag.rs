@@ -93,8 +93,8 @@ async fn collections_are_listed_replaced_by_id_and_deleted() {
     assert_eq!(
         listed.json,
         json!({"collections": [
-            {"name": "a-docs", "documents": 1, "chunks": 1, "indexed": 0},
-            {"name": "b.docs", "documents": 2, "chunks": 2, "indexed": 0},
+            {"name": "a-docs", "embedder": "local:all-MiniLM-L6-v2", "documents": 1, "chunks": 1, "indexed": 0},
+            {"name": "b.docs", "embedder": "local:all-MiniLM-L6-v2", "documents": 2, "chunks": 2, "indexed": 0},
         ]})
     );
     let texts: Vec<Value> = query(&app, "b.docs", "beta", 10).await.iter().map(|hit| hit["text"].clone()).collect();
@@ -168,7 +168,10 @@ async fn collections_survive_a_restart() {
     let before = query(&app, "kept", &queries[3].0, 5).await;
     let app = app.restart().await;
     let listed = app.get("/v1/rag/collections").await;
-    assert_eq!(listed.json["collections"], json!([{"name": "kept", "documents": 16, "chunks": 16, "indexed": 0}]));
+    assert_eq!(
+        listed.json["collections"],
+        json!([{"name": "kept", "embedder": "local:all-MiniLM-L6-v2", "documents": 16, "chunks": 16, "indexed": 0}])
+    );
     assert_eq!(query(&app, "kept", &queries[3].0, 5).await, before);
     // Ids keep growing after a restart: a re-ingested document replaces its old chunk.
     let replace = json!({"collection": "kept", "documents": [{"id": "returns", "text": "Returns are not accepted."}]});

@@ -7,6 +7,7 @@ mod support;
 mod cli;
 mod config_files;
 mod crash;
+mod embedders;
 mod http_api;
 mod knowledge;
 mod mcp_server;

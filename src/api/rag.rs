@@ -3,8 +3,10 @@
 //! Wire-only types live here. User-created collection names are restricted to
 //! `[A-Za-z0-9_.-]{1,128}` (the library accepts more, for internal collections such as
 //! `semantic:<agent>`, which these routes can still list and query but not create or delete).
-//! `GET /v1/rag/collections` adds `indexed` (chunks in the HNSW snapshot, 0 = exact search) to
-//! API.md's `{name, documents, chunks}`.
+//! `GET /v1/rag/collections` adds `embedder` (what made its vectors) and `indexed` (chunks in the
+//! HNSW snapshot, 0 = exact search) to API.md's `{name, documents, chunks}`. A collection whose
+//! configured embedder differs from the one that made it answers 409; a failing remote embedder
+//! answers 502.
 
 use axum::extract::State;
 use axum::routing::{delete, get, post};
@@ -15,6 +17,7 @@ use serde_json::{json, Map, Value};
 use super::error::ApiError;
 use super::extract::{ApiJson, ApiPath};
 use super::AppState;
+use crate::embed::EmbedError;
 use crate::rag::{ChunkOptions, ChunkStrategy, Document, RagError};
 
 pub(crate) fn router() -> Router<AppState> {
@@ -179,6 +182,8 @@ impl From<RagError> for ApiError {
             error @ RagError::TooManyChunks { .. } => {
                 ApiError::invalid(body_loc(&[json!("documents")]), error.to_string(), "too_long")
             }
+            error @ RagError::EmbedderMismatch { .. } => ApiError::Conflict(error.to_string()),
+            RagError::Embed(EmbedError::Remote(message)) => ApiError::BadGateway(message),
             other => ApiError::Internal(Box::new(other)),
         }
     }

@@ -280,6 +280,28 @@ pub(crate) struct OtlpFile {
 pub(crate) struct RagFile {
     pub hnsw_threshold: Option<usize>,
     pub max_ingest_chunks: Option<usize>,
+    pub embedder: Option<EmbedderFile>,
+    pub collections: Option<IndexMap<String, RagCollectionFile>>,
+}
+
+/// `spec.rag.embedder` and `spec.rag.collections.<name>.embedder`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub(crate) struct EmbedderFile {
+    pub provider: Option<String>,
+    pub model: Option<String>,
+    pub endpoint: Option<String>,
+    pub api_key: Option<String>,
+    pub api_key_env: Option<String>,
+    pub timeout: Option<f64>,
+    pub batch_size: Option<usize>,
+}
+
+/// `spec.rag.collections.<name>`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub(crate) struct RagCollectionFile {
+    pub embedder: Option<EmbedderFile>,
 }
 
 #[derive(Debug, Default, Deserialize)]

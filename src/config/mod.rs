@@ -9,6 +9,7 @@
 //! `Config` in code and never see the user's environment.
 
 pub mod agent;
+pub mod embedder;
 pub(crate) mod file;
 pub mod model;
 mod runtime;
@@ -22,6 +23,7 @@ use rust_embed::RustEmbed;
 use serde::de::DeserializeOwned;
 
 pub use agent::AgentConfig;
+pub use embedder::{EmbedderConfig, RemoteEmbedderConfig, RemoteKind};
 pub use runtime::{Overrides, ProvidersConfig, RuntimeConfig};
 
 /// The default agents shipped inside the binary.

@@ -10,6 +10,7 @@ use indexmap::IndexMap;
 use serde_json::{Map, Value};
 
 use super::agent::{resolve_orchestration, OrchestrationDefaults};
+use super::embedder::EmbedderConfig;
 use super::file::{ProviderEntryFile, ProvidersFile, RuntimeFile};
 use super::model::{RoutingStrategy, STRATEGIES};
 use super::{parse_yaml, Problems, Warning};
@@ -41,6 +42,10 @@ pub struct RuntimeConfig {
     pub rag_hnsw_threshold: usize,
     /// `spec.rag.max_ingest_chunks`: most chunks one ingest request may create.
     pub rag_max_ingest_chunks: usize,
+    /// `spec.rag.embedder`: the embedder of every collection not named below (default local).
+    pub rag_embedder: EmbedderConfig,
+    /// `spec.rag.collections.<name>.embedder`: per-collection embedders.
+    pub rag_collection_embedders: IndexMap<String, EmbedderConfig>,
     pub orchestration_defaults: OrchestrationDefaults,
     /// `spec.services.agents` (default true): false loads no agents.
     pub services_agents: bool,
@@ -70,6 +75,8 @@ impl Default for RuntimeConfig {
             write_queue: 1024,
             rag_hnsw_threshold: 20_000,
             rag_max_ingest_chunks: 10_000,
+            rag_embedder: EmbedderConfig::Local,
+            rag_collection_embedders: IndexMap::new(),
             orchestration_defaults: OrchestrationDefaults::default(),
             services_agents: true,
             mesh: None,
@@ -181,6 +188,8 @@ pub(super) fn resolve_runtime_file(
         defaults.trace_max_age,
         &mut problems,
     );
+    let (rag_embedder, rag_collection_embedders) =
+        super::embedder::resolve(spec.rag.embedder.as_ref(), spec.rag.collections.as_ref(), &mut problems);
     let otlp = &spec.observability.otlp;
     let otlp_endpoint = match (&overrides.otlp_endpoint, otlp.enabled, &otlp.endpoint) {
         (Some(endpoint), _, _) => Some(endpoint.clone()),
@@ -211,6 +220,8 @@ pub(super) fn resolve_runtime_file(
         write_queue,
         rag_hnsw_threshold,
         rag_max_ingest_chunks,
+        rag_embedder,
+        rag_collection_embedders,
         orchestration_defaults: OrchestrationDefaults {
             pattern: orchestration.pattern,
             max_iterations: orchestration.max_iterations,

@@ -16,10 +16,13 @@
 //! sentence-transformers' `encode(normalize_embeddings=True)` (cosine ≥ 0.9999, tested against
 //! `tests/fixtures/minilm-reference.json`). Texts longer than 256 tokens are truncated.
 //!
-//! Not here: remote embedders (Ollama, OpenAI-compatible), chunking (`rag`), vector search
-//! (`vector`).
+//! `TextEmbedder` is what callers hold: this local model, or a remote embedder (`remote`: Ollama
+//! or OpenAI-compatible) when runtime.yaml configures one for a collection.
+//!
+//! Not here: chunking (`rag`), vector search (`vector`).
 
 mod model;
+pub mod remote;
 mod worker;
 
 #[cfg(test)]
@@ -48,6 +51,54 @@ pub enum EmbedError {
     Spawn(String),
     #[error("the embedder has stopped")]
     Closed,
+    /// A remote embedder failed (unreachable, error status, malformed answer); the text names it.
+    #[error("{0}")]
+    Remote(String),
+}
+
+/// The id a collection records for vectors made by the local model.
+pub const LOCAL_EMBEDDER_ID: &str = "local:all-MiniLM-L6-v2";
+
+/// An embedder a collection can use: the local model or a remote service.
+#[derive(Clone)]
+pub enum TextEmbedder {
+    Local(Arc<Embedder>),
+    Remote(Arc<remote::RemoteEmbedder>),
+}
+
+impl TextEmbedder {
+    /// The id stored with a collection (`local:all-MiniLM-L6-v2`, `ollama:<model>`, ...): a
+    /// collection's vectors are only comparable with vectors from the same embedder.
+    pub fn id(&self) -> String {
+        match self {
+            TextEmbedder::Local(_) => LOCAL_EMBEDDER_ID.to_string(),
+            TextEmbedder::Remote(remote) => remote.id(),
+        }
+    }
+
+    /// Embeds `texts` in order: L2-normalised vectors of one dimension.
+    pub async fn embed(&self, texts: Vec<String>) -> Result<Vec<Vec<f32>>, EmbedError> {
+        match self {
+            TextEmbedder::Local(local) => local.embed(texts).await,
+            TextEmbedder::Remote(remote) => remote.embed(texts).await,
+        }
+    }
+
+    /// Builds the embedder `config` describes; `local` is shared (one model per process).
+    pub fn from_config(config: &crate::config::EmbedderConfig, local: &Arc<Embedder>) -> TextEmbedder {
+        match config {
+            crate::config::EmbedderConfig::Local => TextEmbedder::Local(Arc::clone(local)),
+            crate::config::EmbedderConfig::Remote(remote) => {
+                TextEmbedder::Remote(Arc::new(remote::RemoteEmbedder::new(remote.clone())))
+            }
+        }
+    }
+}
+
+impl std::fmt::Debug for TextEmbedder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.id())
+    }
 }
 
 /// One `embed` call: its texts and where to send their vectors.

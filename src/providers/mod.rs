@@ -11,7 +11,7 @@
 //! `Debug` output; they are read (from the config or the environment) at the moment of sending.
 
 mod anthropic;
-mod http;
+pub(crate) mod http;
 mod ollama;
 mod openai_compat;
 pub mod pricing;

@@ -30,13 +30,31 @@ use serde_json::{Map, Value};
 
 pub use chunk::{ChunkOptions, ChunkStrategy};
 
-use crate::embed::{EmbedError, Embedder};
+use crate::embed::{EmbedError, Embedder, TextEmbedder};
 use crate::store::{Store, StoreError, Table, WriteOp};
 use crate::vector::{IndexSettings, Rebuilder, VectorIndex};
 use storage::{ChunkRecord, CollectionRecord};
 
-/// The embedder a collection's vectors come from (stored with the collection).
-const LOCAL_EMBEDDER: &str = "local:all-MiniLM-L6-v2";
+/// Which embedder each collection uses: `spec.rag.collections.<name>.embedder`, else the
+/// default (`spec.rag.embedder`, the local model unless configured).
+#[derive(Debug, Clone)]
+pub struct Embedders {
+    pub default: TextEmbedder,
+    pub collections: HashMap<String, TextEmbedder>,
+}
+
+impl Embedders {
+    fn for_collection(&self, name: &str) -> &TextEmbedder {
+        self.collections.get(name).unwrap_or(&self.default)
+    }
+}
+
+impl From<Arc<Embedder>> for Embedders {
+    /// Every collection on the local model.
+    fn from(local: Arc<Embedder>) -> Embedders {
+        Embedders { default: TextEmbedder::Local(local), collections: HashMap::new() }
+    }
+}
 
 /// Longest collection name, in bytes.
 pub const MAX_NAME_BYTES: usize = 256;
@@ -83,6 +101,8 @@ pub struct Hit {
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct CollectionInfo {
     pub name: String,
+    /// The embedder its vectors come from (`local:all-MiniLM-L6-v2`, `ollama:<model>`, ...).
+    pub embedder: String,
     pub documents: usize,
     pub chunks: usize,
     /// Chunks covered by the HNSW snapshot; 0 while the collection is searched exactly.
@@ -106,7 +126,10 @@ pub enum RagError {
     OverlapTooLarge { overlap: usize, size: usize },
     #[error("the documents make {chunks} chunks; at most {limit} are allowed per ingest")]
     TooManyChunks { chunks: usize, limit: usize },
-    #[error("collection '{name}' was made with embedder {found}, not {expected}")]
+    #[error(
+        "collection '{name}' was made with embedder {found}, but {expected} is configured for it now; \
+         delete the collection and ingest again, or configure {found} for it"
+    )]
     EmbedderMismatch { name: String, found: String, expected: String },
     #[error(transparent)]
     Embed(#[from] EmbedError),
@@ -132,6 +155,9 @@ struct Bookkeeping {
 
 struct Collection {
     name: String,
+    /// The embedder id its vectors come from, and their dimension.
+    embedder: String,
+    dimension: usize,
     index: Arc<VectorIndex>,
     book: tokio::sync::Mutex<Bookkeeping>,
     /// Mirrors of the bookkeeping for lock-free listing.
@@ -148,7 +174,7 @@ impl Collection {
 /// All collections of the daemon. Share it with `Arc<Rag>`.
 pub struct Rag {
     store: Arc<Store>,
-    embedder: Arc<Embedder>,
+    embedders: Embedders,
     settings: RagSettings,
     rebuilder: Rebuilder,
     /// A `std` lock: held only to look up or insert a handle, never across an await.
@@ -158,16 +184,19 @@ pub struct Rag {
 impl Rag {
     /// Loads every collection from the store and indexes its vectors (blocking: call at
     /// startup). Collections above the HNSW threshold get their graph built in the background.
-    pub fn new(store: Arc<Store>, embedder: Arc<Embedder>, settings: RagSettings) -> Result<Rag, RagError> {
+    pub fn new(store: Arc<Store>, embedders: impl Into<Embedders>, settings: RagSettings) -> Result<Rag, RagError> {
         let rebuilder = Rebuilder::start(64, settings.index_build_threads).map_err(RagError::Spawn)?;
-        let rag = Rag { store, embedder, settings, rebuilder, collections: RwLock::new(BTreeMap::new()) };
-        let dim = rag.embedder.dimension();
+        let embedders = embedders.into();
+        let rag = Rag { store, embedders, settings, rebuilder, collections: RwLock::new(BTreeMap::new()) };
         for loaded in storage::load_all(&rag.store)? {
-            if loaded.record.dimension != dim || loaded.record.embedder != LOCAL_EMBEDDER {
-                tracing::warn!(collection = %loaded.record.name, embedder = %loaded.record.embedder,
-                    "collection was made by another embedder; its vectors are searched as they are");
+            let record = &loaded.record;
+            let configured = rag.embedders.for_collection(&record.name).id();
+            if record.embedder != configured {
+                tracing::warn!(collection = %record.name, made_with = %record.embedder, %configured,
+                    "collection was made by another embedder than the one configured for it; \
+                     ingest and query will refuse it until the configuration matches");
             }
-            let collection = rag.new_collection(&loaded.record.name);
+            let collection = rag.new_collection(&record.name, record.dimension, &record.embedder);
             collection.index.insert(&loaded.ids, &loaded.vectors);
             let next_auto_doc = loaded
                 .docs
@@ -200,18 +229,25 @@ impl Rag {
     ) -> Result<IngestReport, RagError> {
         validate_name(collection)?;
         let prepared = self.prepare(documents, options)?;
+        let embedder = self.embedders.for_collection(collection);
+        let embedder_id = embedder.id();
+        if let Some(existing) = self.existing(collection) {
+            check_embedder(&existing, &embedder_id, None)?;
+        }
         let texts: Vec<String> =
             prepared.iter().flat_map(|doc| doc.chunks.iter().map(|chunk| chunk.text.clone())).collect();
-        let vectors = self.embedder.embed(texts).await?;
+        let vectors = embedder.embed(texts).await?;
+        let dimension = vectors.first().map_or(0, Vec::len);
         let chunks_created = vectors.len();
         let documents_ingested = prepared.len();
         // A handle deleted while we embedded is replaced by a fresh one (at most once more).
         for _ in 0..2 {
-            let handle = self.get_or_create(collection);
+            let handle = self.get_or_create(collection, dimension, &embedder_id);
             let mut book = handle.book.lock().await;
             if book.deleted {
                 continue;
             }
+            check_embedder(&handle, &embedder_id, Some(dimension))?;
             self.commit(&handle, &mut book, &prepared, &vectors).await?;
             return Ok(IngestReport { documents_ingested, chunks_created });
         }
@@ -228,7 +264,10 @@ impl Rag {
         score_threshold: f32,
     ) -> Result<Vec<Hit>, RagError> {
         let handle = self.visible(collection)?;
-        let vector = self.embedder.embed(vec![query.to_string()]).await?.pop().unwrap_or_default();
+        let embedder = self.embedders.for_collection(collection);
+        check_embedder(&handle, &embedder.id(), None)?;
+        let vector = embedder.embed(vec![query.to_string()]).await?.pop().unwrap_or_default();
+        check_embedder(&handle, &embedder.id(), Some(vector.len()))?;
         let index = Arc::clone(&handle.index);
         let store = Arc::clone(&self.store);
         let name = handle.name.clone();
@@ -258,6 +297,7 @@ impl Rag {
             .filter(|collection| collection.is_visible())
             .map(|collection| CollectionInfo {
                 name: collection.name.clone(),
+                embedder: collection.embedder.clone(),
                 documents: collection.documents.load(Ordering::Acquire),
                 chunks: collection.chunks.load(Ordering::Acquire),
                 indexed: collection.index.stats().indexed,
@@ -352,8 +392,8 @@ impl Rag {
         if !book.persisted {
             let record = CollectionRecord {
                 name: name.to_string(),
-                dimension: self.embedder.dimension(),
-                embedder: LOCAL_EMBEDDER.to_string(),
+                dimension: handle.dimension,
+                embedder: handle.embedder.clone(),
                 created_at: std::time::SystemTime::now()
                     .duration_since(std::time::UNIX_EPOCH)
                     .map_or(0, |elapsed| elapsed.as_secs()),
@@ -366,7 +406,7 @@ impl Rag {
         let mut replaced: Vec<u64> = Vec::new();
         let mut new_docs: Vec<(String, Vec<u64>)> = Vec::with_capacity(prepared.len());
         let mut new_ids = Vec::with_capacity(vectors.len());
-        let mut flat = Vec::with_capacity(vectors.len() * self.embedder.dimension());
+        let mut flat = Vec::with_capacity(vectors.len() * handle.dimension);
         let mut vectors = vectors.iter();
         for document in prepared {
             let doc_key = match &document.id {
@@ -424,19 +464,28 @@ impl Rag {
             .ok_or_else(|| RagError::UnknownCollection(name.to_string()))
     }
 
-    fn get_or_create(&self, name: &str) -> Arc<Collection> {
+    /// The collection's handle if it exists (even if empty), without creating it.
+    fn existing(&self, name: &str) -> Option<Arc<Collection>> {
+        self.read_collections().get(name).cloned()
+    }
+
+    fn get_or_create(&self, name: &str, dimension: usize, embedder: &str) -> Arc<Collection> {
         if let Some(existing) = self.read_collections().get(name) {
             return Arc::clone(existing);
         }
         let mut collections = self.write_collections();
-        Arc::clone(collections.entry(name.to_string()).or_insert_with(|| self.new_collection(name)))
+        Arc::clone(
+            collections.entry(name.to_string()).or_insert_with(|| self.new_collection(name, dimension, embedder)),
+        )
     }
 
-    fn new_collection(&self, name: &str) -> Arc<Collection> {
-        let index = VectorIndex::new(self.embedder.dimension(), self.settings.index, Some(self.rebuilder.clone()));
+    fn new_collection(&self, name: &str, dimension: usize, embedder: &str) -> Arc<Collection> {
+        let index = VectorIndex::new(dimension, self.settings.index, Some(self.rebuilder.clone()));
         let book = Bookkeeping { next_id: 0, next_auto_doc: 0, docs: HashMap::new(), persisted: false, deleted: false };
         Arc::new(Collection {
             name: name.to_string(),
+            embedder: embedder.to_string(),
+            dimension,
             index,
             book: tokio::sync::Mutex::new(book),
             documents: AtomicUsize::new(0),
@@ -463,6 +512,22 @@ struct Prepared {
 struct PreparedChunk {
     text: String,
     metadata: Map<String, Value>,
+}
+
+/// Refuses to mix vectors of different embedders (or dimensions) in one collection.
+fn check_embedder(collection: &Collection, embedder: &str, dimension: Option<usize>) -> Result<(), RagError> {
+    let mismatch =
+        |found: String, expected: String| RagError::EmbedderMismatch { name: collection.name.clone(), found, expected };
+    if collection.embedder != embedder {
+        return Err(mismatch(collection.embedder.clone(), embedder.to_string()));
+    }
+    match dimension {
+        Some(dimension) if dimension != collection.dimension => Err(mismatch(
+            format!("{} ({} dimensions)", collection.embedder, collection.dimension),
+            format!("{embedder} ({dimension} dimensions)"),
+        )),
+        _ => Ok(()),
+    }
 }
 
 fn validate_name(name: &str) -> Result<(), RagError> {
