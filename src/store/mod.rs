@@ -196,7 +196,7 @@ pub type KeyValue = (Vec<u8>, Vec<u8>);
 /// Counters since `Store::open`.
 #[derive(Debug, Clone, Copy, Default, serde::Serialize)]
 pub struct StoreStats {
-    /// Operations acknowledged as durably written.
+    /// Operations acknowledged: durably written, or (lazy writes) committed and visible.
     pub writes: u64,
     /// Durable commits made.
     pub commits: u64,
@@ -269,10 +269,22 @@ impl Store {
 
     /// Several ops committed atomically together (same transaction), one ack.
     pub async fn write_all(&self, ops: Vec<WriteOp>) -> Result<(), StoreError> {
+        self.submit(ops, true).await
+    }
+
+    /// One op, acknowledged as soon as it is committed and visible to readers, without waiting
+    /// for the fsync: it becomes durable with the next durable commit, which the writer makes as
+    /// soon as its queue is empty (and at close). For data whose loss in a crash in that window
+    /// is acceptable (traces), so that recording it does not add an fsync to a request.
+    pub async fn write_lazy(&self, op: WriteOp) -> Result<(), StoreError> {
+        self.submit(vec![op], false).await
+    }
+
+    async fn submit(&self, ops: Vec<WriteOp>, durable: bool) -> Result<(), StoreError> {
         let sender = self.jobs.lock().map_err(|_| StoreError::WriterStopped)?.clone().ok_or(StoreError::Closed)?;
         let (reply, answer) = oneshot::channel();
         // A full queue makes the caller wait here: that is the backpressure.
-        if sender.send(writer::Job { ops, reply }).await.is_err() {
+        if sender.send(writer::Job { ops, reply, durable }).await.is_err() {
             // The receiver is gone although we had not closed: the writer thread died.
             return Err(StoreError::WriterStopped);
         }

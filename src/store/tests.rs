@@ -315,6 +315,50 @@ async fn write_after_close_is_refused_and_close_is_idempotent() {
 }
 
 #[tokio::test]
+async fn lazy_writes_do_not_wait_for_the_durable_commit_and_are_made_durable() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(Store::open(dir.path(), QUEUE).unwrap());
+    // Alone: answered once visible; the writer then makes it durable on its own.
+    store.write_lazy(put(Table::Metrics, b"alone", b"1")).await.unwrap();
+    assert_eq!(store.get(Table::Metrics, b"alone").unwrap().as_deref(), Some(&b"1"[..]));
+    for _ in 0..2000 {
+        if store.stats().commits >= 1 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    assert_eq!(store.stats().commits, 1, "the owed durable commit is made when the queue is empty");
+
+    // In a batch with durable writes: the lazy one is answered before the batch's durable commit.
+    let (hold, started, release) = hold_writer();
+    let holding = {
+        let store = Arc::clone(&store);
+        tokio::spawn(async move { store.write(hold).await })
+    };
+    started.await.unwrap();
+    let durable = {
+        let store = Arc::clone(&store);
+        tokio::spawn(async move { store.write(put(Table::Metrics, b"durable", b"2")).await })
+    };
+    let lazy = {
+        let store = Arc::clone(&store);
+        tokio::spawn(async move { store.write_lazy(put(Table::Metrics, b"lazy", b"3")).await })
+    };
+    wait_queued(&store, 2).await;
+    release.send(()).unwrap();
+    holding.await.unwrap().unwrap();
+    durable.await.unwrap().unwrap();
+    lazy.await.unwrap().unwrap();
+    store.close().await.unwrap();
+    drop(store);
+    let store = Store::open(dir.path(), QUEUE).unwrap();
+    for key in [&b"alone"[..], b"durable", b"lazy"] {
+        assert!(store.get(Table::Metrics, key).unwrap().is_some(), "{key:?} survived the reopen");
+    }
+    store.close().await.unwrap();
+}
+
+#[tokio::test]
 async fn close_drains_queued_writes() {
     let dir = tempfile::tempdir().unwrap();
     let store = Arc::new(Store::open(dir.path(), QUEUE).unwrap());

@@ -14,6 +14,12 @@
 //! (an I/O error), every job of the batch gets `BatchFailed`, although readers may already have
 //! seen the non-durable part: an unacknowledged write may or may not survive, as after a crash.
 //!
+//! Lazy jobs (`Store::write_lazy`, for telemetry) are committed with `Durability::None` as soon
+//! as they are applied and acknowledged at once: visible to readers, durable with the next
+//! durable commit. A batch of lazy jobs only owes a durable commit, which the thread makes as
+//! soon as its queue is empty (or closes), so lazy writes never wait for an fsync and never
+//! stay volatile for longer than the queue stays busy.
+//!
 //! Not here: the public API and the reads (`store`).
 
 use std::collections::VecDeque;
@@ -34,6 +40,8 @@ const MAX_BATCH_OPS: usize = 1024;
 pub(super) struct Job {
     pub(super) ops: Vec<WriteOp>,
     pub(super) reply: oneshot::Sender<Result<(), StoreError>>,
+    /// False for a lazy job: acknowledged once visible, made durable by a later commit.
+    pub(super) durable: bool,
 }
 
 /// Marks the writer dead when the thread ends, by return or by panic.
@@ -48,7 +56,27 @@ impl Drop for AliveGuard<'_> {
 /// The writer thread's body: runs until every sender is dropped and the queue is drained.
 pub(super) fn run(db: &Database, mut jobs: mpsc::Receiver<Job>, counters: &Counters, alive: &AtomicBool) {
     let _alive = AliveGuard(alive);
-    while let Some(first) = jobs.blocking_recv() {
+    // Lazy jobs have been committed non-durably and no durable commit has followed yet.
+    let mut owed = false;
+    loop {
+        let first = if owed {
+            match jobs.try_recv() {
+                Ok(job) => job,
+                Err(mpsc::error::TryRecvError::Empty) => {
+                    owed = !make_durable(db, counters);
+                    continue;
+                }
+                Err(mpsc::error::TryRecvError::Disconnected) => {
+                    make_durable(db, counters);
+                    break;
+                }
+            }
+        } else {
+            match jobs.blocking_recv() {
+                Some(job) => job,
+                None => break,
+            }
+        };
         let mut n_ops = first.ops.len();
         let mut batch = vec![first];
         while n_ops < MAX_BATCH_OPS {
@@ -60,14 +88,32 @@ pub(super) fn run(db: &Database, mut jobs: mpsc::Receiver<Job>, counters: &Count
                 Err(_) => break,
             }
         }
-        commit_batch(db, batch, counters);
+        let (made_durable, lazy_committed) = commit_batch(db, batch, counters);
+        // A durable commit covers every earlier non-durable one.
+        owed = !made_durable && (owed || lazy_committed);
     }
     debug!("store writer: queue closed and drained, exiting");
 }
 
+/// An empty durable commit: makes every earlier non-durable commit durable. False on failure.
+fn make_durable(db: &Database, counters: &Counters) -> bool {
+    match db.begin_write().map_err(StoreError::from).and_then(|txn| commit(txn, Durability::Immediate)) {
+        Ok(()) => {
+            counters.commits.fetch_add(1, Ordering::Relaxed);
+            true
+        }
+        Err(err) => {
+            error!(error = %err, "store writer: durable commit after lazy writes failed");
+            false
+        }
+    }
+}
+
 /// Applies `batch`, makes it durable and acks every job (with its own error if it failed).
-fn commit_batch(db: &Database, batch: Vec<Job>, counters: &Counters) {
-    let mut replies = Vec::with_capacity(batch.len());
+/// Returns (whether it ended with a durable commit, whether lazy jobs were committed).
+fn commit_batch(db: &Database, batch: Vec<Job>, counters: &Counters) -> (bool, bool) {
+    let mut lazy_committed = false;
+    let mut replies: Vec<Option<oneshot::Sender<Result<(), StoreError>>>> = Vec::with_capacity(batch.len());
     let mut op_counts = Vec::with_capacity(batch.len());
     let mut failures: Vec<Option<StoreError>> = Vec::with_capacity(batch.len());
     let mut txn: Option<WriteTransaction> = None;
@@ -75,7 +121,8 @@ fn commit_batch(db: &Database, batch: Vec<Job>, counters: &Counters) {
     let mut segment: VecDeque<(usize, Vec<WriteOp>)> = VecDeque::new();
 
     for (job_idx, job) in batch.into_iter().enumerate() {
-        replies.push(job.reply);
+        let durable = job.durable;
+        replies.push(Some(job.reply));
         op_counts.push(job.ops.len());
         failures.push(None);
         let current = match txn.take() {
@@ -89,7 +136,7 @@ fn commit_batch(db: &Database, batch: Vec<Job>, counters: &Counters) {
             },
         };
         let has_custom = job.ops.iter().any(|op| matches!(op, WriteOp::Custom(_)));
-        if !has_custom {
+        if durable && !has_custom {
             match apply_data_ops(&current, &job.ops) {
                 Ok(()) => {
                     segment.push_back((job_idx, job.ops));
@@ -112,6 +159,13 @@ fn commit_batch(db: &Database, batch: Vec<Job>, counters: &Counters) {
                     for idx in members {
                         failures[idx] = Some(StoreError::BatchFailed { reason: err.to_string() });
                     }
+                } else if !durable {
+                    // Visible now: a lazy job is answered without waiting for the fsync.
+                    lazy_committed = true;
+                    counters.writes.fetch_add(op_counts[job_idx] as u64, Ordering::Relaxed);
+                    if let Some(reply) = replies[job_idx].take() {
+                        let _ = reply.send(Ok(()));
+                    }
                 }
             }
             Err(err) => {
@@ -123,7 +177,9 @@ fn commit_batch(db: &Database, batch: Vec<Job>, counters: &Counters) {
 
     // Every job that has not failed is in `txn` or in an earlier non-durable commit: one
     // durable commit covers them all. An empty transaction is enough for the latter.
-    let n_ok = failures.iter().filter(|failure| failure.is_none()).count();
+    // Lazy jobs already answered are not waiting for this commit.
+    let n_ok = failures.iter().zip(&replies).filter(|(failure, reply)| failure.is_none() && reply.is_some()).count();
+    let mut made_durable = false;
     if n_ok > 0 {
         let durable = match txn.take() {
             Some(current) => commit(current, Durability::Immediate),
@@ -133,10 +189,11 @@ fn commit_batch(db: &Database, batch: Vec<Job>, counters: &Counters) {
         };
         match durable {
             Ok(()) => {
+                made_durable = true;
                 let n_written: usize = op_counts
                     .iter()
-                    .zip(&failures)
-                    .filter(|(_, failure)| failure.is_none())
+                    .zip(failures.iter().zip(&replies))
+                    .filter(|(_, (failure, reply))| failure.is_none() && reply.is_some())
                     .map(|(count, _)| count)
                     .sum();
                 counters.commits.fetch_add(1, Ordering::Relaxed);
@@ -144,7 +201,9 @@ fn commit_batch(db: &Database, batch: Vec<Job>, counters: &Counters) {
             }
             Err(err) => {
                 error!(error = %err, n_jobs = n_ok, "store writer: durable commit failed");
-                for failure in failures.iter_mut().filter(|failure| failure.is_none()) {
+                for (failure, _) in
+                    failures.iter_mut().zip(&replies).filter(|(failure, reply)| failure.is_none() && reply.is_some())
+                {
                     *failure = Some(StoreError::BatchFailed { reason: err.to_string() });
                 }
             }
@@ -155,8 +214,11 @@ fn commit_batch(db: &Database, batch: Vec<Job>, counters: &Counters) {
 
     for (reply, failure) in replies.into_iter().zip(failures) {
         // A dropped receiver means the caller stopped waiting; the write stands regardless.
-        let _ = reply.send(failure.map_or(Ok(()), Err));
+        if let Some(reply) = reply {
+            let _ = reply.send(failure.map_or(Ok(()), Err));
+        }
     }
+    (made_durable, lazy_committed)
 }
 
 /// Aborts `failed_txn` and replays the data-only jobs of `segment` into a new transaction.

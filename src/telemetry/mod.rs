@@ -328,7 +328,9 @@ impl Telemetry {
             }
             evict(txn, max_traces, cutoff).map(drop)
         }));
-        if let Err(error) = self.store.write(op).await {
+        // Lazy: the run's answer does not wait for the trace's fsync (the history write it made
+        // already paid one); the trace is durable with the writer's next durable commit.
+        if let Err(error) = self.store.write_lazy(op).await {
             tracing::warn!("trace {} not stored: {error}", record.trace_id);
         }
     }
