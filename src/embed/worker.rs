@@ -127,7 +127,7 @@ fn run_batch(model: &SentenceModel, active: &mut VecDeque<Active>) {
             batch.push(&job.encodings[text_idx]);
         }
     }
-    match model.embed(&batch) {
+    match embed_split(model, &batch) {
         Ok(vectors) => {
             let mut vectors = vectors.chunks_exact(DIMENSION);
             for (job_pos, job) in active.iter_mut().enumerate() {
@@ -166,4 +166,23 @@ fn run_batch(model: &SentenceModel, active: &mut VecDeque<Active>) {
         }
     }
     *active = kept;
+}
+
+/// Batches at least this long are split in two halves run side by side.
+const SPLIT_MIN: usize = 8;
+
+/// One batch, as two half-batches on rayon's pool when it has more than one thread. candle
+/// spreads a matmul over the pool but runs GELU, softmax, layer norm and the adds on the calling
+/// thread; with two halves in flight one half's single-threaded ops overlap the other's work,
+/// so the second core is not idle for a third of every pass. Each half is padded to its own
+/// longest text (the batch is sorted by length, so that is less padding, not more).
+fn embed_split(model: &SentenceModel, batch: &[&Encoding]) -> Result<Vec<f32>, EmbedError> {
+    if batch.len() < SPLIT_MIN || rayon::current_num_threads() < 2 {
+        return model.embed(batch);
+    }
+    let (first, second) = batch.split_at(batch.len() / 2);
+    let (first, second) = rayon::join(|| model.embed(first), || model.embed(second));
+    let mut vectors = first?;
+    vectors.extend(second?);
+    Ok(vectors)
 }
