@@ -171,14 +171,19 @@ fn run_batch(model: &SentenceModel, active: &mut VecDeque<Active>) {
 /// Batches at least this long are split in two halves run side by side.
 const SPLIT_MIN: usize = 8;
 
-/// One batch, as two half-batches on rayon's pool when it has more than one thread. candle
-/// spreads a matmul over the pool but runs GELU, softmax, layer norm and the adds on the calling
-/// thread; with two halves in flight one half's single-threaded ops overlap the other's work,
-/// so the second core is not idle for a third of every pass. Each half is padded to its own
+/// Runs one batch on rayon's pool, as two half-batches side by side when it has more than one
+/// thread and the batch is long enough.
+///
+/// Why on the pool and not on this thread: candle spreads a matmul over the pool but runs GELU,
+/// softmax, layer norm and the adds on the calling thread. Called from here, that meant three
+/// busy threads on two cores (this one plus two pool threads spinning for work between matmuls),
+/// and 2-thread throughput was half the 1-thread one. On the pool, the caller's serial ops run
+/// on a pool thread and this thread sleeps until the answer is in. Two halves in `rayon::join`
+/// also overlap one half's serial ops with the other's matmuls. Each half is padded to its own
 /// longest text (the batch is sorted by length, so that is less padding, not more).
 fn embed_split(model: &SentenceModel, batch: &[&Encoding]) -> Result<Vec<f32>, EmbedError> {
     if batch.len() < SPLIT_MIN || rayon::current_num_threads() < 2 {
-        return model.embed(batch);
+        return rayon::scope(|_| model.embed(batch));
     }
     let (first, second) = batch.split_at(batch.len() / 2);
     let (first, second) = rayon::join(|| model.embed(first), || model.embed(second));
