@@ -40,7 +40,7 @@ pub(crate) fn exec(context: &Context, name: &str, arguments: &Value) -> Result<(
         return print_json(&answer);
     }
     match &answer["output"] {
-        Value::String(text) => print_lines(&[text.clone()]),
+        Value::String(text) => print_lines(std::slice::from_ref(text)),
         other => print_json(other),
     }
 }
