@@ -450,3 +450,33 @@ async fn api_key_is_sent_as_a_bearer_header() {
         ]
     );
 }
+
+/// `run` prints each token as it arrives: the first words are on stdout while the model is
+/// still sending the rest (each later frame is held back by the scripted server).
+#[tokio::test]
+async fn run_prints_tokens_before_the_answer_is_complete() {
+    use tokio::io::AsyncReadExt;
+    let llm = ScriptedLlm::start().await;
+    let answer = "Streaming arrives piece by piece over the socket.";
+    llm.push(Reply::text(answer).chunk_delay(300));
+    let app = app_with(&llm, &[("helper", "")]).await;
+    let mut child = tokio::process::Command::new(BIN)
+        .args(["--url", &app.url, "run", "helper", "stream please"])
+        .env_remove("ASTROMESH_URL")
+        .env_remove("ASTROMESH_API_KEY")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut stdout = child.stdout.take().unwrap();
+    let mut first = vec![0u8; 256];
+    let read = stdout.read(&mut first).await.unwrap();
+    let first = String::from_utf8_lossy(&first[..read]).into_owned();
+    assert!(child.try_wait().unwrap().is_none(), "the run is still going when the first token is printed");
+    assert!(!first.is_empty() && answer.starts_with(&first) && first.len() < answer.len(), "{first:?}");
+    let mut rest = String::new();
+    stdout.read_to_string(&mut rest).await.unwrap();
+    assert_eq!(format!("{first}{rest}"), format!("{answer}\n"));
+    assert!(child.wait().await.unwrap().success());
+}
