@@ -1,15 +1,19 @@
 //! The `astromesh` command line: parses, then calls the library. Invoked as `astromeshd` it
 //! behaves as `astromesh serve`, the name users of the Python version know.
 //!
-//! This is the only place that reads `ASTROMESH_*` variables (through clap's `env`), prints to
-//! stdout, and chooses exit codes: 0 ok, 1 error, 2 invalid configuration.
+//! The client commands (status, run, chat, traces, ...) live in `cli/`, binary-private; this
+//! file only parses and dispatches to them. It is the only place that reads `ASTROMESH_*`
+//! variables (through clap's `env`) and chooses exit codes: 0 ok, 1 error, 2 invalid
+//! configuration, 3 agent not found, 4 mesh error.
+
+mod cli;
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::Context;
 use astromesh::config::{discover, AgentState, Config, ConfigSource, Overrides};
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, CommandFactory, Parser, Subcommand};
 use tokio_util::sync::CancellationToken;
 
 #[derive(Parser)]
@@ -20,11 +24,29 @@ use tokio_util::sync::CancellationToken;
     long_about = "Astromesh runs AI agents declared in YAML: a tool-using reasoning loop against LLM \
 providers, with memory, retrieval, traces and metrics, served over a /v1 HTTP + WebSocket API.\n\n\
 Start here:  astromesh serve            (listens on 127.0.0.1:8000)\n\
-Check files: astromesh validate ./config"
+Check files: astromesh validate ./config\n\
+Talk to it:  astromesh status; astromesh run assistant \"hello\"\n\n\
+Exit codes: 0 ok, 1 error, 2 invalid configuration, 3 agent not found, 4 mesh error."
 )]
 struct Cli {
+    #[command(flatten)]
+    client: ClientArgs,
     #[command(subcommand)]
     command: Command,
+}
+
+/// Options of the commands that talk to a running daemon.
+#[derive(Args)]
+struct ClientArgs {
+    /// The daemon the client commands talk to.
+    #[arg(long, env = "ASTROMESH_URL", default_value = "http://127.0.0.1:8000", global = true, value_name = "URL")]
+    url: String,
+    /// API key, sent by the client commands as `Authorization: Bearer <KEY>`.
+    #[arg(long, env = "ASTROMESH_API_KEY", global = true, hide_env_values = true, value_name = "KEY")]
+    api_key: Option<String>,
+    /// Machine output: JSON on stdout instead of tables.
+    #[arg(long, global = true)]
+    json: bool,
 }
 
 #[derive(Subcommand)]
@@ -38,14 +60,125 @@ enum Command {
         #[command(flatten)]
         config: ConfigArgs,
     },
-    /// List the agents of a config dir, without a daemon.
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell) on stdout.
+    Completions { shell: clap_complete::Shell },
+    #[command(flatten)]
+    Client(ClientCommand),
+}
+
+/// Commands that talk to a running daemon over `/v1` (`--url`, `--api-key`, `--json`).
+#[derive(Subcommand)]
+enum ClientCommand {
+    /// Show the daemon's version, uptime, agents and provider health.
+    Status,
+    /// Run the daemon's health checks; exit 1 when one is failing.
+    Doctor,
+    /// List or show agents. They come from the daemon; with --config DIR they are read from
+    /// that config dir instead, without a daemon. With no subcommand: list.
     Agents {
-        #[command(flatten)]
-        config: ConfigArgs,
-        /// Print JSON instead of a table.
-        #[arg(long)]
-        json: bool,
+        /// Read the agents from this config dir (offline) instead of asking the daemon.
+        #[arg(long = "config", value_name = "DIR", global = true)]
+        config_dir: Option<PathBuf>,
+        #[command(subcommand)]
+        command: Option<AgentsCommand>,
     },
+    /// Ask an agent once, streaming the answer to stdout; the session id goes to stderr.
+    Run {
+        agent: String,
+        query: String,
+        /// Continue this session (its history is the agent's memory).
+        #[arg(long, value_name = "ID")]
+        session: Option<String>,
+    },
+    /// Chat with an agent on stdin, one session across turns; /exit or end of input stops.
+    Chat {
+        agent: String,
+        /// Continue this session instead of starting a new one.
+        #[arg(long, value_name = "ID")]
+        session: Option<String>,
+    },
+    /// Inspect recorded traces.
+    #[command(subcommand)]
+    Traces(TracesCommand),
+    /// Show the in-memory counters and histograms.
+    Metrics,
+    /// List the tools agents use, or run one directly.
+    #[command(subcommand)]
+    Tools(ToolsCommand),
+    /// Ingest files into a RAG collection, or query one.
+    #[command(subcommand)]
+    Rag(RagCommand),
+    /// Inspect the mesh; any failure exits 4.
+    #[command(subcommand)]
+    Mesh(MeshCommand),
+}
+
+#[derive(Subcommand)]
+enum AgentsCommand {
+    /// List the agents (name, status, pattern, model).
+    List,
+    /// Show one agent; exit 3 when there is no such agent.
+    Show { name: String },
+}
+
+#[derive(Subcommand)]
+enum TracesCommand {
+    /// List recent traces, newest first.
+    List {
+        /// Only this agent's traces.
+        #[arg(long)]
+        agent: Option<String>,
+        /// How many (1-100; the daemon's default is 20).
+        #[arg(long, value_name = "N")]
+        limit: Option<u32>,
+    },
+    /// Show one trace as a tree of spans.
+    Show { trace_id: String },
+}
+
+#[derive(Subcommand)]
+enum ToolsCommand {
+    /// List the tools the loaded agents use.
+    List,
+    /// Run a tool directly (built-in or MCP), outside any agent.
+    Exec {
+        name: String,
+        /// The tool's arguments, a JSON object.
+        #[arg(long = "args", value_name = "JSON", default_value = "{}", value_parser = cli::tools::parse_arguments)]
+        arguments: serde_json::Value,
+    },
+}
+
+#[derive(Subcommand)]
+enum RagCommand {
+    /// Ingest text or markdown files, one document per file (filename in its metadata).
+    Ingest {
+        #[arg(long)]
+        collection: String,
+        #[arg(required = true, value_name = "FILE")]
+        files: Vec<PathBuf>,
+        /// Characters per chunk [daemon default: 512].
+        #[arg(long)]
+        chunk_size: Option<usize>,
+        /// Characters shared by neighbouring chunks [daemon default: 50].
+        #[arg(long)]
+        chunk_overlap: Option<usize>,
+    },
+    /// Find the chunks of a collection closest to a question.
+    Query {
+        #[arg(long)]
+        collection: String,
+        question: String,
+        /// How many results (1-100) [daemon default: 5].
+        #[arg(long, value_name = "N")]
+        top_k: Option<u32>,
+    },
+}
+
+#[derive(Subcommand)]
+enum MeshCommand {
+    /// Show the nodes this node knows, and the leader.
+    Status,
 }
 
 #[derive(Args, Clone)]
@@ -101,7 +234,15 @@ fn main() -> ExitCode {
     let outcome = match cli.command {
         Command::Serve(serve_args) => serve(serve_args),
         Command::Validate { dir, config } => validate(dir.or(config.config_dir)),
-        Command::Agents { config, json } => list_agents(config.config_dir, json),
+        Command::Completions { shell } => completions(shell),
+        Command::Client(ClientCommand::Agents { config_dir: Some(dir), command }) => {
+            let only = match command {
+                Some(AgentsCommand::Show { name }) => Some(name),
+                Some(AgentsCommand::List) | None => None,
+            };
+            list_agents(Some(dir), cli.client.json, only.as_deref())
+        }
+        Command::Client(command) => Ok(run_client(&cli.client, command)),
     };
     match outcome {
         Ok(code) => code,
@@ -115,6 +256,56 @@ fn main() -> ExitCode {
             ExitCode::from(1)
         }
     }
+}
+
+/// Runs a client command and maps its failure to the exit code.
+fn run_client(args: &ClientArgs, command: ClientCommand) -> ExitCode {
+    let result = cli::client::Client::new(&args.url, args.api_key.clone())
+        .and_then(|client| dispatch(&cli::Context { client, json: args.json }, command));
+    let Err(error) = result else { return ExitCode::SUCCESS };
+    if error.is_broken_pipe() {
+        return ExitCode::SUCCESS;
+    }
+    eprintln!("error: {error}");
+    ExitCode::from(match error.failure() {
+        cli::Failure::Error => 1,
+        cli::Failure::InvalidConfig => 2,
+        cli::Failure::AgentNotFound => 3,
+        cli::Failure::Mesh => 4,
+    })
+}
+
+fn dispatch(context: &cli::Context, command: ClientCommand) -> Result<(), cli::CliError> {
+    match command {
+        ClientCommand::Status => cli::system::status(context),
+        ClientCommand::Doctor => cli::system::doctor(context),
+        ClientCommand::Metrics => cli::system::metrics(context),
+        ClientCommand::Mesh(MeshCommand::Status) => cli::system::mesh_status(context),
+        ClientCommand::Agents { command: None | Some(AgentsCommand::List), .. } => cli::agents::list(context),
+        ClientCommand::Agents { command: Some(AgentsCommand::Show { name }), .. } => cli::agents::show(context, &name),
+        ClientCommand::Run { agent, query, session } => cli::agents::run(context, &agent, &query, session.as_deref()),
+        ClientCommand::Chat { agent, session } => cli::agents::chat(context, &agent, session),
+        ClientCommand::Traces(TracesCommand::List { agent, limit }) => {
+            cli::traces::list(context, agent.as_deref(), limit)
+        }
+        ClientCommand::Traces(TracesCommand::Show { trace_id }) => cli::traces::show(context, &trace_id),
+        ClientCommand::Tools(ToolsCommand::List) => cli::tools::list(context),
+        ClientCommand::Tools(ToolsCommand::Exec { name, arguments }) => cli::tools::exec(context, &name, &arguments),
+        ClientCommand::Rag(RagCommand::Ingest { collection, files, chunk_size, chunk_overlap }) => {
+            cli::rag::ingest(context, &collection, &files, &cli::rag::Chunking { chunk_size, chunk_overlap })
+        }
+        ClientCommand::Rag(RagCommand::Query { collection, question, top_k }) => {
+            cli::rag::query(context, &collection, &question, top_k)
+        }
+    }
+}
+
+fn completions(shell: clap_complete::Shell) -> anyhow::Result<ExitCode> {
+    let mut out = std::io::stdout().lock();
+    clap_complete::generate(shell, &mut Cli::command(), "astromesh", &mut out);
+    use std::io::Write;
+    out.flush()?;
+    Ok(ExitCode::SUCCESS)
 }
 
 fn config_source(explicit: Option<PathBuf>) -> ConfigSource {
@@ -227,15 +418,23 @@ fn validate(dir: Option<PathBuf>) -> anyhow::Result<ExitCode> {
     }
 }
 
-fn list_agents(dir: Option<PathBuf>, json: bool) -> anyhow::Result<ExitCode> {
+/// The offline listing of a config dir's agents; with `only`, that one agent (exit 3 if absent).
+fn list_agents(dir: Option<PathBuf>, json: bool, only: Option<&str>) -> anyhow::Result<ExitCode> {
     let source = config_source(dir);
-    let config = match Config::load(source.clone(), &Overrides::default()) {
+    let mut config = match Config::load(source.clone(), &Overrides::default()) {
         Ok(config) => config,
         Err(error) => {
             eprintln!("error: invalid configuration in {source}:\n{error}");
             return Ok(ExitCode::from(2));
         }
     };
+    if let Some(name) = only {
+        config.agents.retain(|entry| entry.name == name);
+        if config.agents.is_empty() {
+            eprintln!("error: Agent '{name}' not found in {source}");
+            return Ok(ExitCode::from(3));
+        }
+    }
     use std::io::Write;
     let mut out = std::io::stdout().lock();
     if json {

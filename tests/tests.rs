@@ -5,6 +5,7 @@
 mod support;
 
 mod cli;
+mod cli_client;
 mod config_files;
 mod crash;
 mod embedders;
