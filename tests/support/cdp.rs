@@ -34,7 +34,7 @@ type Pending = Mutex<HashMap<u64, oneshot::Sender<Result<Value, String>>>>;
 
 /// The WebSocket to the browser: commands out, answers routed by id, events recorded.
 struct Connection {
-    out: mpsc::UnboundedSender<String>,
+    out: mpsc::Sender<String>,
     next_id: AtomicU64,
     pending: Arc<Pending>,
     events: Arc<Mutex<Vec<Value>>>,
@@ -46,7 +46,7 @@ impl Connection {
     async fn open(url: &str) -> Connection {
         let (socket, _) = tokio_tungstenite::connect_async(url).await.expect("the DevTools WebSocket connects");
         let (mut sink, mut stream) = socket.split();
-        let (out, mut outgoing) = mpsc::unbounded_channel::<String>();
+        let (out, mut outgoing) = mpsc::channel::<String>(64);
         let writer = tokio::spawn(async move {
             while let Some(text) = outgoing.recv().await {
                 if sink.send(Message::Text(text.into())).await.is_err() {
@@ -89,7 +89,7 @@ impl Connection {
         }
         let (answer, answered) = oneshot::channel();
         self.pending.lock().unwrap_or_else(PoisonError::into_inner).insert(id, answer);
-        self.out.send(command.to_string()).map_err(|_| format!("{method}: the browser connection is closed"))?;
+        self.out.send(command.to_string()).await.map_err(|_| format!("{method}: the browser connection is closed"))?;
         match tokio::time::timeout(DEADLINE, answered).await {
             Ok(Ok(answer)) => answer.map_err(|error| format!("{method}: {error}")),
             Ok(Err(_)) => Err(format!("{method}: the browser connection closed")),
