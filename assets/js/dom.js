@@ -1,12 +1,15 @@
 // DOM helpers. Text always goes in as text nodes: API data is never parsed as HTML.
 
-/** h("div", {class: "card", onclick: fn}, "text", child, [more]) */
+/** h("div", {class: "card", onclick: fn, style: {width: "50%"}}, "text", child, [more]) */
 export function h(tag, attrs = {}, ...children) {
   const element = document.createElement(tag);
   for (const [key, value] of Object.entries(attrs || {})) {
     if (value === undefined || value === null || value === false) continue;
     if (key.startsWith("on") && typeof value === "function") {
       element.addEventListener(key.slice(2), value);
+    } else if (key === "style") {
+      // Through the CSSOM: the page's CSP (style-src 'self') blocks style attributes.
+      Object.assign(element.style, value);
     } else if (key === "dataset") {
       Object.assign(element.dataset, value);
     } else if (value === true) {

@@ -5,6 +5,7 @@
 
 #![allow(dead_code)]
 
+pub mod cdp;
 pub mod llm;
 pub mod otlp;
 pub mod python;

@@ -26,7 +26,7 @@ function card(agent) {
     h("p", { class: "muted" }, agent.description || "No description"),
     agent.status === "error" ? h("div", { class: "error" }, agent.error || "failed to load") : null,
     agent.model ? kv([["Model", h("code", {}, agent.model)], ["Pattern", agent.orchestration]]) : null,
-    h("div", { class: "row", style: "margin-top:.75rem" },
+    h("div", { class: "row actions" },
       agent.status === "ready" ? h("a", { class: "button primary", href: `#/chat/${enc(agent.name)}` }, "Chat") : null,
       h("a", { class: "button", href: `#/agents/${enc(agent.name)}` }, "Details"),
       h("a", { class: "button", href: `#/traces?agent=${enc(agent.name)}` }, "Traces")));

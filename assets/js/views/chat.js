@@ -34,7 +34,7 @@ export async function render(main, route) {
     onchange: () => { location.hash = `#/chat/${enc(picker.value)}`; } },
     agents.map((agent) => h("option", { value: agent.name, selected: agent.name === agentName }, agent.name)));
   const sessionLabel = h("code", { class: "session muted", id: "session-id" }, session);
-  const messages = h("div", { class: "messages", id: "messages", role: "log", "aria-live": "polite", tabindex: "0" });
+  const messages = h("div", { class: "messages", id: "messages", role: "log", "aria-live": "polite", tabindex: "0", "aria-busy": "true" });
   const input = h("textarea", { id: "chat-input", placeholder: "Message the agent… (Enter to send, Shift+Enter for a new line)",
     "aria-label": "Message", rows: "1" });
   const sendButton = h("button", { class: "primary", id: "send", type: "submit" }, "Send");
@@ -72,6 +72,7 @@ export async function render(main, route) {
   } catch (error) {
     if (error.status !== 404) messages.appendChild(errorBox(error));
   }
+  messages.removeAttribute("aria-busy");
 
   let socket = null;
   let pending = null; // { bubble, tools: Map<tool, [card]> }
@@ -106,13 +107,14 @@ export async function render(main, route) {
   function onFrame(frame) {
     if (!pending) return;
     if (frame.type === "token") {
-      bubbleFor().textContent += frame.content ?? "";
+      if (!frame.content) return; // An empty token must not open an empty bubble.
+      bubbleFor().textContent += frame.content;
       scroll();
     } else if (frame.type === "tool_call") {
       if (pending.bubble) { pending.bubble.classList.remove("streaming"); pending.bubble = null; }
       const output = h("div", { class: "tool-output" }, h("p", { class: "muted" }, "Running…"));
       const card = h("details", { class: "tool-card", dataset: { tool: frame.tool } },
-        h("summary", {}, "🔧 ", frame.tool, " ", h("span", { class: "pill tool-state" }, "running")),
+        h("summary", {}, h("span", { class: "muted" }, "Tool "), frame.tool, " ", h("span", { class: "pill tool-state" }, "running")),
         h("div", { class: "body" }, h("h3", {}, "Input"), h("pre", {}, pretty(frame.input)), h("h3", {}, "Result"), output));
       messages.appendChild(card);
       const cards = pending.tools.get(frame.tool) || [];
@@ -133,14 +135,31 @@ export async function render(main, route) {
       if (bubble) bubble.classList.remove("streaming");
       const usage = frame.usage || {};
       const timing = frame.timing || {};
-      messages.appendChild(h("div", { class: "meta", id: "last-meta" },
-        `${formatMs(timing.total_ms)} · ${usage.total_tokens ?? "?"} tokens${frame.model ? ` · ${frame.model}` : ""}`));
+      const previous = document.getElementById("last-meta");
+      if (previous) previous.removeAttribute("id");
+      const meta = h("div", { class: "meta", id: "last-meta" },
+        `${formatMs(timing.total_ms)} · ${usage.total_tokens ?? "?"} tokens${frame.model ? ` · ${frame.model}` : ""}`);
+      messages.appendChild(meta);
       if (frame.session_id && frame.session_id !== session) {
         session = frame.session_id; setUrl(agentName, session); sessionLabel.textContent = session;
       }
+      linkTrace(meta, session);
       finish();
     } else if (frame.type === "error") {
       fail(frame.message || "The agent failed.");
+    }
+  }
+
+  // The run's trace is stored before `done` is sent: the newest trace of this session is it.
+  async function linkTrace(meta, runSession) {
+    try {
+      const traces = (await get(`/v1/traces/?agent=${enc(agentName)}&limit=20`)).traces || [];
+      const trace = traces.find((candidate) => candidate.session_id === runSession);
+      if (trace) {
+        meta.append(" · ", h("a", { href: `#/traces/${enc(trace.trace_id)}`, class: "trace-link" }, "View trace"));
+      }
+    } catch {
+      // Tracing off or unavailable on this node: the answer simply has no trace link.
     }
   }
 

@@ -20,8 +20,8 @@ export async function render(main, route) {
     h("button", { class: "primary", type: "submit", id: "ingest-submit" }, "Ingest"), ingestResult);
 
   const queryCollection = h("input", { id: "query-collection", value: initial, required: true, "aria-label": "Collection" });
-  const queryText = h("input", { id: "query-text", type: "search", placeholder: "Ask the collection…", required: true, style: "width:100%" });
-  const topK = h("input", { id: "query-top-k", type: "number", min: "1", max: "50", value: "5", style: "width:5rem" });
+  const queryText = h("input", { id: "query-text", type: "search", placeholder: "Ask the collection…", required: true, class: "wide" });
+  const topK = h("input", { id: "query-top-k", type: "number", min: "1", max: "50", value: "5", class: "narrow" });
   const queryForm = h("form", { class: "card", onsubmit: (event) => { event.preventDefault(); query(); } },
     h("h3", {}, "Query"),
     h("div", { class: "field" }, h("label", { for: "query-collection" }, "Collection"), queryCollection),
@@ -29,7 +29,7 @@ export async function render(main, route) {
     h("div", { class: "field" }, h("label", { for: "query-top-k" }, "Top k"), topK),
     h("button", { class: "primary", type: "submit", id: "query-submit" }, "Search"), queryResult);
 
-  mount(main, h("h1", {}, "Knowledge"), collections, h("div", { class: "grid", style: "margin-top:1rem" }, ingestForm, queryForm));
+  mount(main, h("h1", {}, "Knowledge"), collections, h("div", { class: "grid spaced" }, ingestForm, queryForm));
 
   async function loadCollections() {
     try {

@@ -38,7 +38,7 @@ export async function render(main) {
   const histograms = h("section", { class: "card", id: "histograms" });
   const status = h("span", { class: "muted", "aria-live": "polite" });
   mount(main, h("div", { class: "row spread" }, h("h1", {}, "Metrics"), status), summary, h("h2", {}, "Agent latency"), chartBox,
-    h("div", { class: "grid", style: "margin-top:1rem" }, counters, histograms));
+    h("div", { class: "grid spaced" }, counters, histograms));
 
   const points = [];
   let previous = null;

@@ -103,9 +103,9 @@ async function renderTrace(main, id) {
       const width = Math.max(0.5, ((span.duration_ms || 0) / span_total) * 100);
       const failed = span.status && !["ok", "unset"].includes(String(span.status).toLowerCase());
       return h("div", { class: "span-row" },
-        h("button", { type: "button", style: `padding-left:${0.25 + depth * 0.9}rem`, title: span.name, onclick: () => show(span) }, span.name),
+        h("button", { type: "button", style: { paddingLeft: `${0.25 + depth * 0.9}rem` }, title: span.name, onclick: () => show(span) }, span.name),
         h("div", { class: "track", "aria-hidden": "true" },
-          h("div", { class: `bar${failed ? " error" : ""}`, style: `left:${left}%;width:${Math.min(width, 100 - left)}%` }),
+          h("div", { class: `bar${failed ? " error" : ""}`, style: { left: `${left}%`, width: `${Math.min(width, 100 - left)}%` } }),
           h("span", { class: "bar-label" }, formatMs(span.duration_ms))));
     })),
     detail);
