@@ -46,6 +46,16 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Local GGUF models.
+    #[command(subcommand)]
+    Model(ModelCommand),
+}
+
+#[derive(Subcommand)]
+enum ModelCommand {
+    /// Re-quantise the Q5_0/Q5_1 tensors of a GGUF file to Q8_0 (candle has no fast kernel for
+    /// them), so the daemon does not have to at every load.
+    Convert { input: PathBuf, output: PathBuf },
 }
 
 #[derive(Args, Clone)]
@@ -102,6 +112,7 @@ fn main() -> ExitCode {
         Command::Serve(serve_args) => serve(serve_args),
         Command::Validate { dir, config } => validate(dir.or(config.config_dir)),
         Command::Agents { config, json } => list_agents(config.config_dir, json),
+        Command::Model(ModelCommand::Convert { input, output }) => convert_model(&input, &output),
     };
     match outcome {
         Ok(code) => code,
@@ -115,6 +126,13 @@ fn main() -> ExitCode {
             ExitCode::from(1)
         }
     }
+}
+
+fn convert_model(input: &Path, output: &Path) -> anyhow::Result<ExitCode> {
+    let converted = astromesh::providers::local::convert(input, output)
+        .with_context(|| format!("cannot convert {}", input.display()))?;
+    println!("wrote {} ({converted} tensor(s) re-quantised to Q8_0)", output.display());
+    Ok(ExitCode::SUCCESS)
 }
 
 fn config_source(explicit: Option<PathBuf>) -> ConfigSource {

@@ -9,6 +9,7 @@ mod config_files;
 mod crash;
 mod http_api;
 mod knowledge;
+mod local_model;
 mod mcp_server;
 mod observability;
 mod openai_compat;
