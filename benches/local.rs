@@ -24,7 +24,9 @@ const GENERATE: usize = 64;
 
 fn main() {
     let Some(given) = std::env::var_os("ASTROMESH_BENCH_GGUF") else {
-        println!("local: skipped (set ASTROMESH_BENCH_GGUF to a qwen2 or llama GGUF file, e.g. Qwen2.5-0.5B-Instruct Q4_0)");
+        println!(
+            "local: skipped (set ASTROMESH_BENCH_GGUF to a qwen2 or llama GGUF file, e.g. Qwen2.5-0.5B-Instruct Q4_0)"
+        );
         return;
     };
     let mut _tiny_dir = None;

@@ -54,7 +54,8 @@ async fn generates_max_tokens_with_the_tokenizer_from_metadata_and_reports_in_th
     let tiny = model(false, None);
     let app = start(&[("tiny", agent("tiny", &tiny.path, "temperature: 0, max_tokens: 9"))]).await;
     let doctor = app.get("/v1/system/doctor").await;
-    let check = doctor.json["checks"].as_array().unwrap().iter().find(|check| check["file"].is_string()).cloned().unwrap();
+    let check =
+        doctor.json["checks"].as_array().unwrap().iter().find(|check| check["file"].is_string()).cloned().unwrap();
     assert_eq!((check["loaded"].clone(), check["status"].clone()), (json!(false), json!("degraded")), "{check}");
     let outcome = run(&app, "tiny").await;
     assert_eq!(outcome["usage"]["output_tokens"], 9, "{outcome}");
@@ -66,7 +67,8 @@ async fn generates_max_tokens_with_the_tokenizer_from_metadata_and_reports_in_th
     assert!(!text.is_empty() && text.chars().all(|c| c.is_ascii() && !c.is_ascii_control()), "{text:?}");
     assert_eq!(outcome["model"], "local/tiny");
     let doctor = app.get("/v1/system/doctor").await;
-    let check = doctor.json["checks"].as_array().unwrap().iter().find(|check| check["file"].is_string()).cloned().unwrap();
+    let check =
+        doctor.json["checks"].as_array().unwrap().iter().find(|check| check["file"].is_string()).cloned().unwrap();
     assert_eq!(check["loaded"], true, "{check}");
     assert_eq!(check["status"], "healthy");
     assert_eq!(check["family"], "qwen2");
@@ -97,7 +99,8 @@ async fn seed_temperature_top_k_and_top_p_reach_the_sampler_and_agents_share_the
     assert_eq!(run(&app, "topk").await["response"], greedy, "top_k 1 is greedy at any temperature");
     assert_eq!(run(&app, "topp").await["response"], greedy, "a tiny top_p is greedy at any temperature");
     let doctor = app.get("/v1/system/doctor").await;
-    let local_checks = doctor.json["checks"].as_array().unwrap().iter().filter(|check| check["file"].is_string()).count();
+    let local_checks =
+        doctor.json["checks"].as_array().unwrap().iter().filter(|check| check["file"].is_string()).count();
     assert_eq!(local_checks, 1, "six agents, one file, one loaded model");
 }
 
@@ -152,8 +155,15 @@ async fn a_full_queue_answers_503_with_a_clear_detail() {
     let tiny = model(false, None);
     // A long generation keeps the worker busy while the others arrive; its run's deadline
     // then cancels it, so the queued one gets its turn.
-    let long = agent_with("long", &tiny.path, "temperature: 0, max_tokens: 3500, queue_size: 1", "  orchestration: {timeout_seconds: 3}\n");
-    let app = start(&[("long", long), ("tiny", agent("tiny", &tiny.path, "temperature: 0, max_tokens: 4, queue_size: 1"))]).await;
+    let long = agent_with(
+        "long",
+        &tiny.path,
+        "temperature: 0, max_tokens: 3500, queue_size: 1",
+        "  orchestration: {timeout_seconds: 3}\n",
+    );
+    let app =
+        start(&[("long", long), ("tiny", agent("tiny", &tiny.path, "temperature: 0, max_tokens: 4, queue_size: 1"))])
+            .await;
     let ws_url = format!("{}/v1/ws/agent/long", app.url.replacen("http://", "ws://", 1));
     let (mut socket, _) = tokio_tungstenite::connect_async(ws_url).await.unwrap();
     socket.send(Message::Text(r#"{"query": "Go on"}"#.into())).await.unwrap();
@@ -165,8 +175,7 @@ async fn a_full_queue_answers_503_with_a_clear_detail() {
         break;
     }
     let body = json!({"query": "And again"});
-    let (second, third) =
-        tokio::join!(app.post("/v1/agents/tiny/run", &body), app.post("/v1/agents/tiny/run", &body));
+    let (second, third) = tokio::join!(app.post("/v1/agents/tiny/run", &body), app.post("/v1/agents/tiny/run", &body));
     let mut statuses = [second.status, third.status];
     statuses.sort_unstable();
     assert_eq!(statuses, [200, 503], "one queued, one refused: {} / {}", second.text, third.text);
@@ -180,7 +189,8 @@ async fn q5_tensors_are_requantised_at_load_and_by_model_convert() {
     let slow = model(true, None);
     let app = start(&[("slow", agent("slow", &slow.path, "temperature: 0, max_tokens: 5"))]).await;
     let doctor = app.get("/v1/system/doctor").await;
-    let check = doctor.json["checks"].as_array().unwrap().iter().find(|check| check["file"].is_string()).cloned().unwrap();
+    let check =
+        doctor.json["checks"].as_array().unwrap().iter().find(|check| check["file"].is_string()).cloned().unwrap();
     assert_eq!(check["quantisation"], "Q5_0", "{check}");
     assert_eq!(run(&app, "slow").await["usage"]["output_tokens"], 5);
 
@@ -199,5 +209,9 @@ async fn a_missing_model_file_makes_runs_fail_with_where_it_looked() {
     let app = start(&[("gone", agent("gone", Path::new("/nonexistent/tiny.gguf"), "max_tokens: 5"))]).await;
     let answer = app.post("/v1/agents/gone/run", &json!({"query": "hi"})).await;
     assert_eq!(answer.status, 503, "{}", answer.text);
-    assert!(answer.json["detail"].as_str().unwrap().contains("model file \"/nonexistent/tiny.gguf\" not found"), "{}", answer.text);
+    assert!(
+        answer.json["detail"].as_str().unwrap().contains("model file \"/nonexistent/tiny.gguf\" not found"),
+        "{}",
+        answer.text
+    );
 }

@@ -294,7 +294,10 @@ pub fn build_model(candidate: &ModelCandidate) -> Result<Arc<dyn ChatModel>, Pro
 
 /// `build_model` with local models taken from (and shared through) `local`; a local model's
 /// file header is read here.
-pub fn build_model_with(candidate: &ModelCandidate, local: &local::LocalModels) -> Result<Arc<dyn ChatModel>, ProviderError> {
+pub fn build_model_with(
+    candidate: &ModelCandidate,
+    local: &local::LocalModels,
+) -> Result<Arc<dyn ChatModel>, ProviderError> {
     let model: Arc<dyn ChatModel> = match candidate.kind {
         ProviderKind::OpenAiCompat => Arc::new(openai_compat::OpenAiCompat::new(candidate)?),
         ProviderKind::Anthropic => Arc::new(anthropic::Anthropic::new(candidate)?),

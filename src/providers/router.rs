@@ -19,7 +19,9 @@ use tokio::sync::mpsc::Sender;
 use tokio::time::Instant;
 
 use super::local::LocalModels;
-use super::{build_model, build_model_with, pricing, Capabilities, ChatModel, ChatRequest, ChatResponse, ProviderError};
+use super::{
+    build_model, build_model_with, pricing, Capabilities, ChatModel, ChatRequest, ChatResponse, ProviderError,
+};
 use crate::config::model::{ModelCandidate, RoleConfig, RoutingStrategy};
 use crate::config::ProvidersConfig;
 

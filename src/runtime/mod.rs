@@ -177,7 +177,10 @@ impl Runtime {
                 }
             };
             let mut routers = BTreeMap::new();
-            routers.insert("default".to_string(), Arc::new(ModelRouter::with_local_models(&agent.model.default, breaker, &local)));
+            routers.insert(
+                "default".to_string(),
+                Arc::new(ModelRouter::with_local_models(&agent.model.default, breaker, &local)),
+            );
             for (role, role_config) in &agent.model.roles {
                 routers.insert(role.clone(), Arc::new(ModelRouter::with_local_models(role_config, breaker, &local)));
             }
@@ -189,7 +192,9 @@ impl Runtime {
             agents.insert(agent.name.clone(), Arc::new(AgentRuntime { config: agent.clone(), routers, guardrails }));
         }
         let conversations = Conversations::new(store);
-        Runtime { inner: Arc::new(RuntimeInner { config, entries, agents, conversations, telemetry, tools, rag, local }) }
+        Runtime {
+            inner: Arc::new(RuntimeInner { config, entries, agents, conversations, telemetry, tools, rag, local }),
+        }
     }
 
     pub fn agents(&self) -> &[AgentEntry] {

@@ -116,7 +116,8 @@ pub fn write(path: &Path, slow_formats: bool, favour: Option<&str>) {
             -50.0
         };
     }
-    let (ffn_in, ffn_out) = if slow_formats { (GgmlDType::Q5_0, GgmlDType::Q5_1) } else { (GgmlDType::F32, GgmlDType::F32) };
+    let (ffn_in, ffn_out) =
+        if slow_formats { (GgmlDType::Q5_0, GgmlDType::Q5_1) } else { (GgmlDType::F32, GgmlDType::F32) };
     let mut tensors: Vec<(String, QTensor)> = vec![
         ("token_embd.weight".into(), qtensor(embedding, &[vocab, HIDDEN], GgmlDType::F32)),
         ("output.weight".into(), qtensor(output, &[vocab, HIDDEN], GgmlDType::F32)),

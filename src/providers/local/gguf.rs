@@ -49,7 +49,9 @@ impl GgufSummary {
     /// The format of the most tensors other than F32 norms ("Q4_0"), for the doctor.
     pub fn quantisation(&self) -> String {
         let quantised = self.formats.iter().filter(|(name, _)| *name != "F32").max_by_key(|(_, count)| **count);
-        quantised.or_else(|| self.formats.iter().max_by_key(|(_, count)| **count)).map_or_else(String::new, |(name, _)| name.clone())
+        quantised
+            .or_else(|| self.formats.iter().max_by_key(|(_, count)| **count))
+            .map_or_else(String::new, |(name, _)| name.clone())
     }
 
     /// Whether any tensor needs re-quantising.
@@ -63,9 +65,11 @@ fn format_name(dtype: GgmlDType) -> String {
 }
 
 pub(crate) fn open(path: &Path) -> Result<(Content, BufReader<File>), LocalError> {
-    let file = File::open(path).map_err(|error| LocalError::Io { path: path.display().to_string(), reason: error.to_string() })?;
+    let file = File::open(path)
+        .map_err(|error| LocalError::Io { path: path.display().to_string(), reason: error.to_string() })?;
     let mut reader = BufReader::new(file);
-    let content = Content::read(&mut reader).map_err(|error| LocalError::Format(format!("{}: {error}", path.display())))?;
+    let content =
+        Content::read(&mut reader).map_err(|error| LocalError::Format(format!("{}: {error}", path.display())))?;
     Ok((content, reader))
 }
 
@@ -166,7 +170,8 @@ pub(crate) fn requantise<R: Read + Seek, W: Write + Seek>(
     let mut tensors: Vec<(String, QTensor)> = Vec::with_capacity(names.len());
     let mut converted = 0;
     for name in names {
-        let tensor = content.tensor(reader, name, &device).map_err(|error| LocalError::Format(format!("{name}: {error}")))?;
+        let tensor =
+            content.tensor(reader, name, &device).map_err(|error| LocalError::Format(format!("{name}: {error}")))?;
         let tensor = match tensor.dtype() {
             GgmlDType::Q5_0 | GgmlDType::Q5_1 => {
                 converted += 1;
@@ -180,7 +185,8 @@ pub(crate) fn requantise<R: Read + Seek, W: Write + Seek>(
     let metadata: Vec<(&str, &gguf_file::Value)> =
         content.metadata.iter().map(|(key, value)| (key.as_str(), value)).collect();
     let tensor_refs: Vec<(&str, &QTensor)> = tensors.iter().map(|(name, tensor)| (name.as_str(), tensor)).collect();
-    gguf_file::write(out, &metadata, &tensor_refs).map_err(|error| LocalError::Format(format!("cannot write GGUF: {error}")))?;
+    gguf_file::write(out, &metadata, &tensor_refs)
+        .map_err(|error| LocalError::Format(format!("cannot write GGUF: {error}")))?;
     Ok(converted)
 }
 
@@ -189,7 +195,8 @@ pub(crate) fn requantise<R: Read + Seek, W: Write + Seek>(
 pub fn convert(input: &Path, output: &Path) -> Result<usize, LocalError> {
     let (content, mut reader) = open(input)?;
     summarise_content(&content, 0)?;
-    let file = File::create(output).map_err(|error| LocalError::Io { path: output.display().to_string(), reason: error.to_string() })?;
+    let file = File::create(output)
+        .map_err(|error| LocalError::Io { path: output.display().to_string(), reason: error.to_string() })?;
     let mut writer = std::io::BufWriter::new(file);
     let converted = requantise(&content, &mut reader, &mut writer)?;
     writer.flush().map_err(|error| LocalError::Io { path: output.display().to_string(), reason: error.to_string() })?;

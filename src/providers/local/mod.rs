@@ -173,10 +173,10 @@ struct LocalModel {
 fn number(parameters: &Map<String, Value>, key: &str) -> Result<Option<f64>, LocalError> {
     match parameters.get(key) {
         None | Some(Value::Null) => Ok(None),
-        Some(value) => value
-            .as_f64()
-            .map(Some)
-            .ok_or_else(|| LocalError::Parameter { key: key.to_string(), reason: format!("expected a number, got {value}") }),
+        Some(value) => value.as_f64().map(Some).ok_or_else(|| LocalError::Parameter {
+            key: key.to_string(),
+            reason: format!("expected a number, got {value}"),
+        }),
     }
 }
 
@@ -201,7 +201,10 @@ pub(crate) fn sampling_settings(parameters: &Map<String, Value>) -> Result<Sampl
             .collect::<Option<Vec<_>>>()
             .ok_or_else(|| LocalError::Parameter { key: "stop".into(), reason: "expected strings".into() })?,
         Some(other) => {
-            return Err(LocalError::Parameter { key: "stop".into(), reason: format!("expected a string or a list, got {other}") })
+            return Err(LocalError::Parameter {
+                key: "stop".into(),
+                reason: format!("expected a string or a list, got {other}"),
+            })
         }
     };
     let top_p = number(parameters, "top_p")?;
@@ -238,7 +241,8 @@ impl LocalModel {
     ) -> Result<ChatResponse, ProviderError> {
         let started = Instant::now();
         let family = self.entry.summary.family;
-        let settings = sampling_settings(&request.merged_parameters(&self.parameters)).map_err(|error| self.describe_error(error))?;
+        let settings = sampling_settings(&request.merged_parameters(&self.parameters))
+            .map_err(|error| self.describe_error(error))?;
         let prompt = template::render(family, &request.messages, &request.tools);
         let hold_from = match (family, request.tools.is_empty()) {
             (_, true) => None,
@@ -398,7 +402,10 @@ mod tests {
             }
         );
         let single = sampling_settings(&parameters(json!({"stop": "END", "num_predict": 3}))).unwrap();
-        assert_eq!((single.stop, single.max_tokens, single.temperature), (vec!["END".to_string()], 3, DEFAULT_TEMPERATURE));
+        assert_eq!(
+            (single.stop, single.max_tokens, single.temperature),
+            (vec!["END".to_string()], 3, DEFAULT_TEMPERATURE)
+        );
     }
 
     #[test]

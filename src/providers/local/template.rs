@@ -9,7 +9,7 @@
 //! model-supplied Jinja would let a file decide what our prompts look like.
 //! Not here: tokenising (`tokenizer`), sampling (`worker`).
 
-use serde_json::{json, Value};
+use serde_json::Value;
 
 use super::gguf::Family;
 use crate::providers::{ChatMessage, Role, ToolCall, ToolSpec};
@@ -24,8 +24,20 @@ pub(crate) fn render(family: Family, messages: &[ChatMessage], tools: &[ToolSpec
     }
 }
 
-fn tool_json(tool: &ToolSpec) -> Value {
-    json!({"type": "function", "function": {"name": tool.name, "description": tool.description, "parameters": tool.parameters}})
+/// `{"type": "function", "function": {"name": .., "description": .., "parameters": ..}}` in the
+/// key order and spacing of the models' own templates (serde_json would sort the keys).
+fn tool_json(tool: &ToolSpec) -> String {
+    format!(
+        "{{\"type\": \"function\", \"function\": {{\"name\": {}, \"description\": {}, \"parameters\": {}}}}}",
+        Value::from(tool.name.as_str()),
+        Value::from(tool.description.as_str()),
+        tool.parameters
+    )
+}
+
+/// `{"name": .., "<arguments_key>": ..}`, name first as the models were trained.
+fn call_json(name: &str, arguments_key: &str, arguments: &Value) -> String {
+    format!("{{\"name\": {}, \"{arguments_key}\": {arguments}}}", Value::from(name))
 }
 
 fn render_chatml(messages: &[ChatMessage], tools: &[ToolSpec]) -> String {
@@ -41,7 +53,7 @@ fn render_chatml(messages: &[ChatMessage], tools: &[ToolSpec]) -> String {
         prompt.push_str("You are provided with function signatures within <tools></tools> XML tags:\n<tools>");
         for tool in tools {
             prompt.push('\n');
-            prompt.push_str(&tool_json(tool).to_string());
+            prompt.push_str(&tool_json(tool));
         }
         prompt.push_str("\n</tools>\n\nFor each function call, return a json object with function name and arguments within <tool_call></tool_call> XML tags:\n<tool_call>\n{\"name\": <function-name>, \"arguments\": <args-json-object>}\n</tool_call>");
     }
@@ -70,7 +82,7 @@ fn render_chatml(messages: &[ChatMessage], tools: &[ToolSpec]) -> String {
                         prompt.push('\n');
                     }
                     prompt.push_str("<tool_call>\n");
-                    prompt.push_str(&json!({"name": call.name, "arguments": call.arguments}).to_string());
+                    prompt.push_str(&call_json(&call.name, "arguments", &call.arguments));
                     prompt.push_str("\n</tool_call>");
                 }
                 prompt.push_str("<|im_end|>\n");
@@ -106,7 +118,7 @@ fn render_llama3(messages: &[ChatMessage], tools: &[ToolSpec]) -> String {
         prompt.push_str("\n\nYou have access to the following functions. To call a function, respond only with a JSON object of the form {\"name\": function name, \"parameters\": dictionary of argument name and its value}.\n");
         for tool in tools {
             prompt.push('\n');
-            prompt.push_str(&tool_json(tool).to_string());
+            prompt.push_str(&tool_json(tool));
         }
     }
     prompt.push_str("<|eot_id|>");
@@ -121,7 +133,7 @@ fn render_llama3(messages: &[ChatMessage], tools: &[ToolSpec]) -> String {
                 let calls: Vec<String> = message
                     .tool_calls
                     .iter()
-                    .map(|call| json!({"name": call.name, "parameters": call.arguments}).to_string())
+                    .map(|call| call_json(&call.name, "parameters", &call.arguments))
                     .collect();
                 prompt.push_str(&calls.join("; "));
             }
@@ -173,7 +185,10 @@ fn parse_qwen(text: &str, next_id: &mut dyn FnMut() -> String) -> (String, Vec<T
             Some(end) => (&after[..end], &after[end + CLOSE.len()..]),
             None => (after, ""),
         };
-        match serde_json::from_str::<Value>(body.trim()).ok().and_then(|value| call_from_json(&value, "arguments", next_id())) {
+        match serde_json::from_str::<Value>(body.trim())
+            .ok()
+            .and_then(|value| call_from_json(&value, "arguments", next_id()))
+        {
             Some(call) => calls.push(call),
             // Not a call after all: keep the text the model wrote.
             None => {
@@ -196,7 +211,10 @@ fn parse_llama(text: &str, next_id: &mut dyn FnMut() -> String) -> (String, Vec<
     if trimmed.starts_with('{') {
         let mut calls = Vec::new();
         for part in trimmed.split("; ") {
-            match serde_json::from_str::<Value>(part.trim()).ok().and_then(|value| call_from_json(&value, "parameters", next_id())) {
+            match serde_json::from_str::<Value>(part.trim())
+                .ok()
+                .and_then(|value| call_from_json(&value, "parameters", next_id()))
+            {
                 Some(call) => calls.push(call),
                 None => return (text.trim().to_string(), Vec::new()),
             }

@@ -18,7 +18,8 @@ use tokenizers::{AddedToken, PreTokenizerWrapper, SplitDelimiterBehavior, Tokeni
 use super::LocalError;
 
 /// Qwen2's pre-tokenizer split (the GPT-4 pattern with single digits), as in its tokenizer.json.
-const QWEN2_SPLIT: &str = r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+";
+const QWEN2_SPLIT: &str =
+    r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+";
 /// Llama-3's split (digits in groups of up to three).
 const LLAMA3_SPLIT: &str = r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+";
 
@@ -76,8 +77,7 @@ pub(crate) fn from_metadata(content: &Content) -> Result<Tokenizer, LocalError> 
         Some(Value::Array(values)) => values.iter().map(|value| value.to_i32().unwrap_or(1)).collect(),
         _ => Vec::new(),
     };
-    let vocab: Vocab =
-        tokens.iter().enumerate().map(|(idx, token)| (token.clone(), idx as u32)).collect();
+    let vocab: Vocab = tokens.iter().enumerate().map(|(idx, token)| (token.clone(), idx as u32)).collect();
     let mut merge_pairs = Vec::with_capacity(merges.len());
     for merge in &merges {
         let Some((left, right)) = merge.split_once(' ') else {

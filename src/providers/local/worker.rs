@@ -241,7 +241,8 @@ fn generate(model: &mut Loaded, job: &Job, context_length: usize) -> Result<Gene
         }
         if generated.len() < budget {
             let position = prompt.len() + generated.len() - 1;
-            logits = model.weights.forward(&[next], position).map_err(|error| LocalError::Inference(error.to_string()))?;
+            logits =
+                model.weights.forward(&[next], position).map_err(|error| LocalError::Inference(error.to_string()))?;
         }
     }
     if streaming && text.len() > emitted && !job.hold_from.is_some_and(|marker| text.contains(marker)) {
