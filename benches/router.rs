@@ -72,6 +72,7 @@ fn candidate(model: &str, endpoint: &str) -> ModelCandidate {
         parameters: Default::default(),
         headers: Vec::new(),
         model_path: None,
+        queue_size: 8,
     }
 }
 

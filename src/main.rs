@@ -62,8 +62,18 @@ enum Command {
     },
     /// Print a shell completion script (bash, zsh, fish, elvish, powershell) on stdout.
     Completions { shell: clap_complete::Shell },
+    /// Local GGUF models.
+    #[command(subcommand)]
+    Model(ModelCommand),
     #[command(flatten)]
     Client(ClientCommand),
+}
+
+#[derive(Subcommand)]
+enum ModelCommand {
+    /// Re-quantise the Q5_0/Q5_1 tensors of a GGUF file to Q8_0 (candle has no fast kernel for
+    /// them), so the daemon does not have to at every load.
+    Convert { input: PathBuf, output: PathBuf },
 }
 
 /// Commands that talk to a running daemon over `/v1` (`--url`, `--api-key`, `--json`).
@@ -235,6 +245,7 @@ fn main() -> ExitCode {
         Command::Serve(serve_args) => serve(serve_args),
         Command::Validate { dir, config } => validate(dir.or(config.config_dir)),
         Command::Completions { shell } => completions(shell),
+        Command::Model(ModelCommand::Convert { input, output }) => convert_model(&input, &output),
         Command::Client(ClientCommand::Agents { config_dir: Some(dir), command }) => {
             let only = match command {
                 Some(AgentsCommand::Show { name }) => Some(name),
@@ -305,6 +316,13 @@ fn completions(shell: clap_complete::Shell) -> anyhow::Result<ExitCode> {
     clap_complete::generate(shell, &mut Cli::command(), "astromesh", &mut out);
     use std::io::Write;
     out.flush()?;
+    Ok(ExitCode::SUCCESS)
+}
+
+fn convert_model(input: &Path, output: &Path) -> anyhow::Result<ExitCode> {
+    let converted = astromesh::providers::local::convert(input, output)
+        .with_context(|| format!("cannot convert {}", input.display()))?;
+    println!("wrote {} ({converted} tensor(s) re-quantised to Q8_0)", output.display());
     Ok(ExitCode::SUCCESS)
 }
 

@@ -11,6 +11,7 @@ mod crash;
 mod embedders;
 mod http_api;
 mod knowledge;
+mod local_model;
 mod mcp_server;
 mod observability;
 mod openai_compat;

@@ -66,7 +66,42 @@ async fn doctor(State(app): State<AppState>) -> Json<Value> {
         let status = if result.ok { "healthy" } else { "failing" };
         checks.push(json!({"name": result.name, "status": status, "message": result.message}));
     }
+    for model in app.runtime.local_models() {
+        checks.push(local_model_check(&model));
+    }
     let count = |wanted: &str| checks.iter().filter(|check| check["status"] == wanted).count();
     let summary = json!({"healthy": count("healthy"), "degraded": count("degraded"), "failing": count("failing")});
     Json(json!({ "checks": checks, "summary": summary }))
+}
+
+/// A local GGUF model: healthy once loaded, degraded until its first use, failing if it cannot
+/// load. The file, its size and quantisation come from the header, read at startup.
+fn local_model_check(model: &crate::providers::local::LocalModelReport) -> Value {
+    let status = match (model.loaded, &model.detail) {
+        (true, _) => "healthy",
+        (false, None) => "degraded",
+        (false, Some(_)) => "failing",
+    };
+    let state = if model.loaded { "loaded" } else { "not loaded" };
+    let mut message = format!(
+        "{state}: {} ({} {}, {:.1} MiB)",
+        model.file,
+        model.family,
+        model.quantisation,
+        model.size_bytes as f64 / (1024.0 * 1024.0)
+    );
+    if let Some(detail) = &model.detail {
+        message.push_str("; ");
+        message.push_str(detail);
+    }
+    json!({
+        "name": format!("local {}", model.file),
+        "status": status,
+        "message": message,
+        "loaded": model.loaded,
+        "file": model.file,
+        "size_bytes": model.size_bytes,
+        "family": model.family,
+        "quantisation": model.quantisation,
+    })
 }

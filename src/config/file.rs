@@ -109,8 +109,14 @@ pub(crate) struct ModelBlockFile {
     pub connect_timeout: Option<f64>,
     pub temperature: Option<f64>,
     pub max_tokens: Option<u64>,
+    pub top_p: Option<f64>,
+    pub top_k: Option<u64>,
+    pub seed: Option<u64>,
+    pub stop: Option<Value>,
     pub parameters: Option<Map<String, Value>>,
     pub model_path: Option<String>,
+    /// Local models: generations that may wait while one runs (more are refused with 503).
+    pub queue_size: Option<usize>,
     pub headers: Option<IndexMap<String, String>>,
     pub api_version: Option<String>,
     // Centinela-only fields; accepted so that existing files load without warnings.

@@ -95,6 +95,8 @@ pub struct ModelCandidate {
     pub parameters: Map<String, Value>,
     pub headers: Vec<(String, String)>,
     pub model_path: Option<String>,
+    /// Local models: generations that may wait while one runs (`queue_size`, default 8).
+    pub queue_size: usize,
 }
 
 #[derive(Debug, Clone)]
@@ -119,6 +121,7 @@ impl ModelConfig {
 
 const DEFAULT_TIMEOUT: Duration = Duration::from_secs(120);
 const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+pub(crate) const DEFAULT_QUEUE_SIZE: usize = 8;
 
 /// Resolves `spec.model`. Problems are pushed with keys under `spec.model`.
 pub(crate) fn resolve_model(
@@ -347,13 +350,32 @@ fn resolve_candidate(
     if problems.len() > errors_before {
         return None;
     }
-    // Shorthand `temperature` / `max_tokens` merge into `parameters`; an explicit entry wins.
+    // Shorthand sampling keys merge into `parameters`; an explicit entry wins.
     let mut parameters = block.parameters.clone().unwrap_or_default();
     if let Some(temperature) = block.temperature {
         parameters.entry("temperature").or_insert(Value::from(temperature));
     }
     if let Some(max_tokens) = block.max_tokens {
         parameters.entry("max_tokens").or_insert(Value::from(max_tokens));
+    }
+    if let Some(top_p) = block.top_p {
+        parameters.entry("top_p").or_insert(Value::from(top_p));
+    }
+    if let Some(top_k) = block.top_k {
+        parameters.entry("top_k").or_insert(Value::from(top_k));
+    }
+    if let Some(seed) = block.seed {
+        parameters.entry("seed").or_insert(Value::from(seed));
+    }
+    if let Some(stop) = &block.stop {
+        if !(stop.is_string() || stop.as_array().is_some_and(|items| items.iter().all(Value::is_string))) {
+            problems.push(&format!("{key}.stop"), "expected a string or a list of strings");
+            return None;
+        }
+        parameters.entry("stop").or_insert(stop.clone());
+    }
+    if block.queue_size.is_some() && kind != ProviderKind::Local {
+        tracing::warn!(key = %format!("{key}.queue_size"), "queue_size only applies to `source: local` models");
     }
     let headers = block.headers.iter().flatten().map(|(name, value)| (name.clone(), value.clone())).collect();
     Some(ModelCandidate {
@@ -370,6 +392,7 @@ fn resolve_candidate(
         parameters,
         headers,
         model_path: block.model_path.clone(),
+        queue_size: block.queue_size.unwrap_or(DEFAULT_QUEUE_SIZE),
     })
 }
 

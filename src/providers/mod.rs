@@ -12,6 +12,7 @@
 
 mod anthropic;
 pub(crate) mod http;
+pub mod local;
 mod ollama;
 mod openai_compat;
 pub mod pricing;
@@ -252,6 +253,9 @@ pub enum ProviderError {
     StreamInterrupted { url: String, received_bytes: u64, reason: String },
     #[error("{0}")]
     Unsupported(String),
+    /// A local model's generation queue is full: the request was refused, nothing ran.
+    #[error("{0}")]
+    Busy(String),
 }
 
 impl ProviderError {
@@ -267,6 +271,7 @@ impl ProviderError {
             ProviderError::Malformed { .. } => "model_malformed_response",
             ProviderError::StreamInterrupted { .. } => "model_stream_interrupted",
             ProviderError::Unsupported(_) => "model_unsupported",
+            ProviderError::Busy(_) => "model_busy",
         }
     }
 
@@ -280,17 +285,24 @@ fn secs(duration: Duration) -> String {
     format!("{:.3}s", duration.as_secs_f64()).replace(".000s", "s")
 }
 
-/// Builds the adapter for a candidate. Does no I/O: an unreachable endpoint fails at call time.
+/// Builds the adapter for a candidate. Remote adapters do no I/O (an unreachable endpoint fails
+/// at call time). A local model gets a registry of its own (absolute `model_path` only, not
+/// shared): the runtime uses `build_model_with` and its one registry instead.
 pub fn build_model(candidate: &ModelCandidate) -> Result<Arc<dyn ChatModel>, ProviderError> {
+    build_model_with(candidate, &local::LocalModels::new(std::path::PathBuf::new()))
+}
+
+/// `build_model` with local models taken from (and shared through) `local`; a local model's
+/// file header is read here.
+pub fn build_model_with(
+    candidate: &ModelCandidate,
+    local: &local::LocalModels,
+) -> Result<Arc<dyn ChatModel>, ProviderError> {
     let model: Arc<dyn ChatModel> = match candidate.kind {
         ProviderKind::OpenAiCompat => Arc::new(openai_compat::OpenAiCompat::new(candidate)?),
         ProviderKind::Anthropic => Arc::new(anthropic::Anthropic::new(candidate)?),
         ProviderKind::Ollama => Arc::new(ollama::Ollama::new(candidate)?),
-        ProviderKind::Local => {
-            return Err(ProviderError::Unsupported(
-                "local models (`source: local`, GGUF `model_path`) are not available yet".to_string(),
-            ))
-        }
+        ProviderKind::Local => local.model(candidate).map_err(|error| ProviderError::Unsupported(error.to_string()))?,
     };
     Ok(model)
 }

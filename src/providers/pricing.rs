@@ -87,6 +87,7 @@ mod tests {
             parameters: Default::default(),
             headers: Vec::new(),
             model_path: None,
+            queue_size: 8,
         }
     }
 

@@ -18,7 +18,10 @@ use std::time::Duration;
 use tokio::sync::mpsc::Sender;
 use tokio::time::Instant;
 
-use super::{build_model, pricing, Capabilities, ChatModel, ChatRequest, ChatResponse, ProviderError};
+use super::local::LocalModels;
+use super::{
+    build_model, build_model_with, pricing, Capabilities, ChatModel, ChatRequest, ChatResponse, ProviderError,
+};
 use crate::config::model::{ModelCandidate, RoleConfig, RoutingStrategy};
 use crate::config::ProvidersConfig;
 
@@ -166,13 +169,19 @@ impl Drop for ProbeGuard<'_> {
 
 impl ModelRouter {
     /// Builds the adapters. Candidates that fail to build are kept, always failing with their
-    /// reason, so they show up in health and in error messages.
+    /// reason, so they show up in health and in error messages. Local models get a registry of
+    /// their own; the runtime shares one through `with_local_models`.
     pub fn new(role: &RoleConfig, breaker: BreakerSettings) -> ModelRouter {
+        ModelRouter::with_local_models(role, breaker, &LocalModels::new(std::path::PathBuf::new()))
+    }
+
+    /// `new`, with local models taken from (and shared through) `local`.
+    pub fn with_local_models(role: &RoleConfig, breaker: BreakerSettings, local: &LocalModels) -> ModelRouter {
         let slots = role
             .candidates
             .iter()
             .map(|candidate| {
-                let model = build_model(candidate).map_err(|error| {
+                let model = build_model_with(candidate, local).map_err(|error| {
                     tracing::warn!(label = %candidate.label, model = %candidate.model, %error, "model candidate unusable");
                     error.to_string()
                 });
@@ -262,6 +271,13 @@ impl ModelRouter {
                 Attempt::Failed { error, .. } if caused_by_deadline(&error, &slot.candidate) => {
                     self.lock_health()[idx].probing = false;
                     return Err(RouterError::DeadlineExceeded);
+                }
+                // A full local queue refused the call before anything ran: fall back, but do
+                // not count it against the candidate's circuit.
+                Attempt::Failed { error: error @ ProviderError::Busy(_), .. } => {
+                    self.lock_health()[idx].probing = false;
+                    failures.push((slot.name.clone(), error.to_string()));
+                    continue;
                 }
                 Attempt::Failed { error, emitted } => (error.to_string(), emitted),
                 Attempt::Panicked(reason) => (reason, false),
@@ -478,10 +494,11 @@ pub struct ProbeResult {
 }
 
 /// Health-checks every distinct (kind, endpoint) in parallel. Each check is bounded by
-/// `timeout` even when the endpoint accepts the connection and then never answers.
+/// `timeout` even when the endpoint accepts the connection and then never answers. Local
+/// models have no endpoint: the doctor reports them from `LocalModels::report`.
 pub async fn probe(candidates: &[ModelCandidate], timeout: Duration) -> Vec<ProbeResult> {
     let mut distinct: Vec<&ModelCandidate> = Vec::new();
-    for candidate in candidates {
+    for candidate in candidates.iter().filter(|candidate| candidate.kind != crate::config::model::ProviderKind::Local) {
         if !distinct.iter().any(|seen| seen.kind == candidate.kind && seen.endpoint == candidate.endpoint) {
             distinct.push(candidate);
         }

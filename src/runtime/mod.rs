@@ -19,6 +19,7 @@ use serde_json::{Map, Value};
 
 use crate::config::{AgentConfig, AgentEntry, AgentState, Config};
 use crate::memory::Conversations;
+use crate::providers::local::{LocalModelReport, LocalModels};
 use crate::providers::router::{BreakerSettings, CandidateHealth, ModelRouter};
 use crate::rag::Rag;
 use crate::store::Store;
@@ -144,6 +145,7 @@ pub(crate) struct RuntimeInner {
     pub telemetry: Arc<Telemetry>,
     pub tools: Arc<ToolRegistry>,
     pub rag: Arc<Rag>,
+    pub local: Arc<LocalModels>,
 }
 
 /// The loaded agents and the run pipeline. Cheap to clone.
@@ -161,6 +163,8 @@ impl Runtime {
         rag: Arc<Rag>,
     ) -> Runtime {
         let breaker = BreakerSettings::from_config(&config.providers);
+        // One registry for every agent: routers naming the same GGUF file share its worker.
+        let local = Arc::new(LocalModels::new(config.runtime.data_dir.join("models")));
         let mut entries = config.agents.clone();
         let mut agents = BTreeMap::new();
         for entry in &mut entries {
@@ -173,9 +177,12 @@ impl Runtime {
                 }
             };
             let mut routers = BTreeMap::new();
-            routers.insert("default".to_string(), Arc::new(ModelRouter::new(&agent.model.default, breaker)));
+            routers.insert(
+                "default".to_string(),
+                Arc::new(ModelRouter::with_local_models(&agent.model.default, breaker, &local)),
+            );
             for (role, role_config) in &agent.model.roles {
-                routers.insert(role.clone(), Arc::new(ModelRouter::new(role_config, breaker)));
+                routers.insert(role.clone(), Arc::new(ModelRouter::with_local_models(role_config, breaker, &local)));
             }
             if let Some(backend) = &agent.memory.conversational_backend {
                 if !matches!(backend.as_str(), "in_memory" | "store") {
@@ -185,7 +192,9 @@ impl Runtime {
             agents.insert(agent.name.clone(), Arc::new(AgentRuntime { config: agent.clone(), routers, guardrails }));
         }
         let conversations = Conversations::new(store);
-        Runtime { inner: Arc::new(RuntimeInner { config, entries, agents, conversations, telemetry, tools, rag }) }
+        Runtime {
+            inner: Arc::new(RuntimeInner { config, entries, agents, conversations, telemetry, tools, rag, local }),
+        }
     }
 
     pub fn agents(&self) -> &[AgentEntry] {
@@ -215,6 +224,11 @@ impl Runtime {
 
     pub fn telemetry(&self) -> &Arc<Telemetry> {
         &self.inner.telemetry
+    }
+
+    /// The local GGUF models the agents use (loaded or not), for the doctor.
+    pub fn local_models(&self) -> Vec<LocalModelReport> {
+        self.inner.local.report()
     }
 
     /// Agents that loaded without errors.

@@ -9,6 +9,7 @@ pub mod cdp;
 pub mod llm;
 pub mod otlp;
 pub mod python;
+pub mod tiny_gguf;
 pub mod web;
 
 use std::path::{Path, PathBuf};

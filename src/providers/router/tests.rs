@@ -23,6 +23,7 @@ fn candidate(provider: &str, kind: ProviderKind, model: &str) -> ModelCandidate 
         parameters: Default::default(),
         headers: Vec::new(),
         model_path: None,
+        queue_size: 8,
     }
 }
 
@@ -174,7 +175,8 @@ fn candidates_that_cannot_be_built_are_unavailable_with_their_reason() {
     let router = router(RoutingStrategy::QualityFirst, vec![local, openai("gpt-4o")]);
     let health = router.health();
     assert_eq!(health[0].state, ProviderState::Unavailable);
-    assert!(health[0].detail.as_deref().unwrap_or_default().contains("not available yet"));
+    // See: issue #12 — a local model whose file is missing is unusable, and says where it looked.
+    assert!(health[0].detail.as_deref().unwrap_or_default().contains("model file \"model.gguf\" not found"));
     assert_eq!(health[1].state, ProviderState::Degraded);
     assert_eq!(health[1].detail.as_deref(), Some("unprobed"));
 }
