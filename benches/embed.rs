@@ -8,9 +8,9 @@
 //!
 //! Run with `cargo bench --bench embed` (about a minute).
 //!
-//! Measured on the 2-core reference machine while other builds shared it (load average ~4, so
-//! the 2-thread figure is depressed by contention): 116 sentences/s at 1 thread, 55 at 2;
-//! ingest 61 chunks/s.
+//! Measured on the 2-core reference machine (bench at nice -20 while builds shared it): 122
+//! sentences/s at 1 thread, 238 at 2 (before `CANDLE_NUM_THREADS=1` and running batches on
+//! rayon's pool: 118 and 59).
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -69,6 +69,11 @@ async fn ingest_chunks_per_second() -> f64 {
 }
 
 fn main() {
+    // As the daemon does (src/main.rs, tune_candle_threads): candle's elementwise pool on the
+    // calling thread, matmuls on rayon's. Set before any thread exists; children inherit it.
+    if std::env::var_os("CANDLE_NUM_THREADS").is_none() {
+        std::env::set_var("CANDLE_NUM_THREADS", "1");
+    }
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("tokio runtime");
     if std::env::var_os("ASTROMESH_BENCH_CHILD").is_some() {
         let rate = runtime.block_on(sentences_per_second());

@@ -360,6 +360,7 @@ fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
             return Ok(ExitCode::from(2));
         }
     };
+    tune_candle_threads(&config);
     for warning in &config.warnings {
         tracing::warn!("{warning}");
     }
@@ -492,4 +493,17 @@ fn list_agents(dir: Option<PathBuf>, json: bool, only: Option<&str>) -> anyhow::
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// candle runs elementwise ops on its own pool of spinning threads (`CANDLE_NUM_THREADS`,
+/// default: every core) beside rayon's pool, which runs the matmuls. On two cores the spinning
+/// threads steal the CPU the matmuls need: embedding ran at 69 sentences/s on 2 threads against
+/// 238 with that pool kept to the calling thread (`cargo bench --bench embed`). Unless the user
+/// chose, keep it to one thread; local GGUF models need it for their quantised matmuls, so a
+/// config with a `provider: local` agent keeps candle's default. Called before the tokio runtime
+/// starts: no other thread can be reading the environment.
+fn tune_candle_threads(config: &Config) {
+    if std::env::var_os("CANDLE_NUM_THREADS").is_none() && !config.uses_local_models() {
+        std::env::set_var("CANDLE_NUM_THREADS", "1");
+    }
 }

@@ -211,6 +211,16 @@ impl Config {
         self.agents.iter().find(|entry| entry.name == name)
     }
 
+    /// Whether a loaded agent runs a local GGUF model (`provider: local`) in any role.
+    pub fn uses_local_models(&self) -> bool {
+        self.agents.iter().filter_map(AgentEntry::config).any(|agent| {
+            std::iter::once(&agent.model.default)
+                .chain(agent.model.roles.values())
+                .flat_map(|role| &role.candidates)
+                .any(|candidate| candidate.kind == model::ProviderKind::Local)
+        })
+    }
+
     /// Every problem that makes `astromesh validate` fail.
     pub fn errors(&self) -> Vec<String> {
         self.agents
