@@ -4,7 +4,8 @@
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::time::Duration;
+use std::sync::mpsc::RecvTimeoutError;
+use std::time::{Duration, Instant};
 
 use futures_util::StreamExt;
 use serde_json::{json, Value};
@@ -56,10 +57,24 @@ impl Process {
         }
     }
 
-    /// Everything it wrote to stderr until it exited, and its exit code.
+    /// Everything it wrote to stderr until it exited, and its exit code. A process still
+    /// running after 90 s is killed (the test then fails on its code, not by hanging).
     fn wait_exit(mut self) -> (Option<i32>, String) {
+        let deadline = Instant::now() + Duration::from_secs(90);
+        let mut text = Vec::new();
+        loop {
+            match self.lines.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
+                Ok(line) => text.push(line),
+                // stderr closed: the process has exited.
+                Err(RecvTimeoutError::Disconnected) => break,
+                Err(RecvTimeoutError::Timeout) => {
+                    let _ = self.child.kill(); // An error means it exited meanwhile.
+                    text.push("<still running after 90 s: killed>".to_string());
+                    break;
+                }
+            }
+        }
         let status = self.child.wait().expect("wait for the daemon");
-        let text: Vec<String> = self.lines.iter().collect();
         (status.code(), text.join("\n"))
     }
 
