@@ -14,6 +14,7 @@ pub mod providers;
 pub mod rag;
 pub mod runtime;
 pub mod store;
+pub mod systemd;
 pub mod telemetry;
 pub mod tools;
 pub mod vector;
@@ -35,7 +36,7 @@ use api::AppState;
 use config::Config;
 use embed::{Embedder, TextEmbedder};
 use rag::{Rag, RagError, RagSettings};
-use runtime::Runtime;
+use runtime::{ReloadError, ReloadReport, Runtime};
 use store::{Store, StoreError};
 use telemetry::Telemetry;
 use tools::{ToolError, ToolRegistry};
@@ -108,6 +109,11 @@ impl App {
         api::router(self.state.clone())
     }
 
+    /// A handle that reloads the agents (the CLI calls it on SIGHUP) while the app serves.
+    pub fn reloader(&self) -> Reloader {
+        Reloader { runtime: self.state.runtime.clone() }
+    }
+
     pub fn store(&self) -> &Arc<Store> {
         &self.state.store
     }
@@ -154,6 +160,11 @@ impl App {
                 }
             }
         });
+        // systemd's watchdog, when the unit has one: pings at half its timeout until shutdown.
+        if let Some(interval) = systemd::watchdog_interval() {
+            tracing::info!(?interval, "systemd watchdog enabled");
+            self.tasks.spawn(systemd::watchdog(interval, shutdown.clone()));
+        }
         // Trailing-slash variants (`/v1/traces/`) answer directly, without redirects.
         let service = NormalizePathLayer::trim_trailing_slash().layer(self.router());
         let server = axum::serve(listener, ServiceExt::<Request>::into_make_service(service))
@@ -166,6 +177,8 @@ impl App {
             external.cancelled().await;
             app_shutdown.cancel();
         });
+        // The listener is bound and accepting (connections queue until the first poll).
+        systemd::ready();
         let served = tokio::select! {
             result = &mut server => result,
             () = shutdown.cancelled() => match tokio::time::timeout(drain, &mut server).await {
@@ -176,6 +189,7 @@ impl App {
                 }
             },
         };
+        systemd::stopping();
         self.tasks.close();
         if tokio::time::timeout(drain, self.tasks.wait()).await.is_err() {
             tracing::warn!("background tasks still running after the drain timeout");
@@ -194,5 +208,25 @@ impl App {
         closed?;
         tracing::info!("shut down cleanly");
         Ok(())
+    }
+}
+
+/// Reloads the agents (SIGHUP, `POST /v1/system/reload`) and tells systemd around it
+/// (RELOADING=1 ... READY=1). Cheap to clone.
+#[derive(Clone)]
+pub struct Reloader {
+    runtime: Runtime,
+}
+
+impl Reloader {
+    pub fn new(runtime: Runtime) -> Reloader {
+        Reloader { runtime }
+    }
+
+    pub async fn reload(&self) -> Result<ReloadReport, ReloadError> {
+        systemd::reloading();
+        let report = self.runtime.reload().await;
+        systemd::ready();
+        report
     }
 }

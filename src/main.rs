@@ -224,6 +224,16 @@ struct ServeArgs {
     /// Export finished traces over OTLP/HTTP (protobuf) to this base URL.
     #[arg(long, env = "OTEL_EXPORTER_OTLP_ENDPOINT", value_name = "URL")]
     otlp_endpoint: Option<String>,
+    /// API keys, comma-separated; replaces spec.api.auth.api_keys. With keys, every endpoint
+    /// but /v1/health and the UI's files needs one (`Authorization: Bearer KEY` or `X-API-Key`).
+    #[arg(long = "api-keys", env = "ASTROMESH_API_KEYS", value_delimiter = ',', hide_env_values = true)]
+    api_keys: Option<Vec<String>>,
+    /// Shared secret of the mesh; its presence also allows a non-loopback address without API keys.
+    #[arg(long, env = "ASTROMESH_MESH_SECRET", hide_env_values = true)]
+    mesh_secret: Option<String>,
+    /// Listen on a non-loopback address even with no API key and no mesh secret.
+    #[arg(long)]
+    allow_unauthenticated: bool,
 }
 
 fn main() -> ExitCode {
@@ -352,6 +362,7 @@ fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
         data_dir: Some(args.data_dir),
         cors_origins: args.cors_origins,
         otlp_endpoint: args.otlp_endpoint,
+        api_keys: args.api_keys,
     };
     let config = match Config::load(source.clone(), &overrides) {
         Ok(config) => config,
@@ -370,6 +381,22 @@ fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
         }
     }
     tracing::info!(config = %source, agents = config.agents.len(), "configuration loaded");
+    let has_mesh_secret = args.mesh_secret.as_deref().is_some_and(|secret| !secret.is_empty());
+    let exposure = astromesh::api::auth::exposure_problem(
+        &config.runtime.host,
+        !config.runtime.api_keys.is_empty(),
+        has_mesh_secret,
+    );
+    match exposure {
+        Some(why) if !args.allow_unauthenticated => {
+            eprintln!("error: {why}");
+            return Ok(ExitCode::from(2));
+        }
+        Some(_) => {
+            tracing::warn!(host = %config.runtime.host, "serving without authentication on a non-loopback address (--allow-unauthenticated)")
+        }
+        None => {}
+    }
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().thread_name("astromesh-rt").build()?;
     runtime.block_on(async move {
         let address = format!("{}:{}", config.runtime.host, config.runtime.port);
@@ -379,6 +406,8 @@ fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
         tracing::info!(address = %listener.local_addr()?, "listening");
         let shutdown = CancellationToken::new();
         tokio::spawn(cancel_on_signal(shutdown.clone()));
+        #[cfg(unix)]
+        tokio::spawn(reload_on_hangup(app.reloader(), shutdown.clone()));
         app.serve(listener, shutdown).await?;
         Ok(ExitCode::SUCCESS)
     })
@@ -408,6 +437,33 @@ async fn cancel_on_signal(shutdown: CancellationToken) {
     }
     shutdown.cancel();
     tracing::info!("shutdown requested");
+}
+
+/// SIGHUP (systemd's `ExecReload`) re-reads the agent files; errors are logged by the reload.
+#[cfg(unix)]
+async fn reload_on_hangup(reloader: astromesh::Reloader, shutdown: CancellationToken) {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut hangups = match signal(SignalKind::hangup()) {
+        Ok(hangups) => hangups,
+        Err(error) => {
+            tracing::warn!("cannot listen for SIGHUP, reload only through the API: {error}");
+            return;
+        }
+    };
+    loop {
+        tokio::select! {
+            received = hangups.recv() => {
+                if received.is_none() {
+                    return;
+                }
+                tracing::info!("SIGHUP: reloading agents");
+                if let Err(error) = reloader.reload().await {
+                    tracing::error!("reload failed, the agents loaded before are unchanged: {error}");
+                }
+            }
+            () = shutdown.cancelled() => return,
+        }
+    }
 }
 
 fn validate(dir: Option<PathBuf>) -> anyhow::Result<ExitCode> {

@@ -20,15 +20,23 @@ fn model_label(candidate: &ModelCandidate) -> String {
     format!("{}/{}", candidate.provider, candidate.model)
 }
 
-fn summary(entry: &AgentEntry) -> Value {
+/// `reload_error`: why the last reload refused this agent's new file; it still runs the previous
+/// definition, so it stays `ready` and the `error` says what to fix.
+fn summary(entry: &AgentEntry, reload_error: Option<String>) -> Value {
     match &entry.state {
-        AgentState::Ready(config) => json!({
-            "name": entry.name,
-            "description": config.description,
-            "model": config.model.primary().map(model_label),
-            "orchestration": config.orchestration.pattern.as_str(),
-            "status": "ready",
-        }),
+        AgentState::Ready(config) => {
+            let mut summary = json!({
+                "name": entry.name,
+                "description": config.description,
+                "model": config.model.primary().map(model_label),
+                "orchestration": config.orchestration.pattern.as_str(),
+                "status": "ready",
+            });
+            if let Some(error) = reload_error {
+                summary["error"] = json!(format!("reload refused, running the previous definition: {error}"));
+            }
+            summary
+        }
         AgentState::Error(message) => json!({
             "name": entry.name,
             "description": entry.description,
@@ -41,15 +49,16 @@ fn summary(entry: &AgentEntry) -> Value {
 }
 
 async fn list(State(app): State<AppState>) -> Json<Value> {
-    let agents: Vec<Value> = app.runtime.agents().iter().map(summary).collect();
+    let agents: Vec<Value> =
+        app.runtime.agents().iter().map(|entry| summary(entry, app.runtime.reload_error(&entry.name))).collect();
     Json(json!({ "agents": agents }))
 }
 
 async fn show(State(app): State<AppState>, ApiPath(name): ApiPath<String>) -> Result<Json<Value>, ApiError> {
     let entry = app.runtime.agent(&name).ok_or_else(|| ApiError::NotFound(format!("Agent '{name}' not found")))?;
     let config = match &entry.state {
-        AgentState::Ready(config) => config,
-        AgentState::Error(_) => return Ok(Json(summary(entry))),
+        AgentState::Ready(config) => config.clone(),
+        AgentState::Error(_) => return Ok(Json(summary(&entry, None))),
     };
     let pair = |candidate: &ModelCandidate| json!({ "provider": candidate.provider, "model": candidate.model });
     let roles: serde_json::Map<String, Value> = config

@@ -48,6 +48,9 @@ pub enum ApiError {
     MethodNotAllowed,
     #[error("{0}")]
     Unauthorized(String),
+    /// Over a rate limit; the caller adds `Retry-After`.
+    #[error("{0}")]
+    TooManyRequests(String),
     #[error("internal error: {0}")]
     Internal(Box<dyn std::error::Error + Send + Sync>),
 }
@@ -70,6 +73,7 @@ impl ApiError {
             ApiError::BadGateway(_) => StatusCode::BAD_GATEWAY,
             ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
+            ApiError::TooManyRequests(_) => StatusCode::TOO_MANY_REQUESTS,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -123,6 +127,7 @@ impl From<ApiError> for OpenAiError {
             ApiError::BadGateway(_) => "upstream_error",
             ApiError::MethodNotAllowed => "method_not_allowed",
             ApiError::Unauthorized(_) => "invalid_api_key",
+            ApiError::TooManyRequests(_) => "rate_limit_exceeded",
             ApiError::Internal(_) => "internal_error",
         };
         OpenAiError { error, code }

@@ -18,9 +18,9 @@ pub(crate) fn router() -> Router<AppState> {
 }
 
 /// The agent's loaded config (`None` for an agent listed with errors); 404 when it is unknown.
-fn known_agent<'a>(app: &'a AppState, agent: &str) -> Result<Option<&'a std::sync::Arc<AgentConfig>>, ApiError> {
+fn known_agent(app: &AppState, agent: &str) -> Result<Option<std::sync::Arc<AgentConfig>>, ApiError> {
     match app.runtime.agent(agent) {
-        Some(entry) => Ok(entry.config()),
+        Some(entry) => Ok(entry.config().cloned()),
         None => Err(ApiError::NotFound(format!("Agent '{agent}' not found"))),
     }
 }

@@ -5,6 +5,7 @@
 //! or tower-http, so the runtime can be driven by the CLI and tests without HTTP.
 
 mod agents;
+pub mod auth;
 pub mod error;
 pub mod extract;
 mod health;
@@ -56,6 +57,7 @@ pub fn router(state: AppState) -> Router {
     let max_body = state.config.runtime.max_body_bytes;
     let cors = cors_layer(&state.config.runtime.cors_origins);
     let mcp = mcp::service(state.runtime.clone(), state.shutdown.clone(), max_body);
+    let auth = auth::Auth::new(&state.config.runtime);
     let router = Router::new()
         .merge(health::router())
         .merge(agents::router())
@@ -74,6 +76,9 @@ pub fn router(state: AppState) -> Router {
         .method_not_allowed_fallback(method_not_allowed)
         .layer(axum::middleware::from_fn_with_state(state.clone(), metrics::count_requests))
         .with_state(state)
+        // Outside the routes (and the request counter), so a refused request runs no handler;
+        // inside CORS, so preflights need no key and refusals still carry CORS headers.
+        .layer(axum::middleware::from_fn_with_state(auth, auth::require_key))
         .layer(axum::extract::DefaultBodyLimit::max(max_body))
         .layer(
             tower_http::trace::TraceLayer::new_for_http()

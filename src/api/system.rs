@@ -1,23 +1,40 @@
 //! `GET /v1/system/status` (version, uptime, agents, provider health) and
-//! `GET /v1/system/doctor` (live checks of the runtime, the store and every provider endpoint).
+//! `GET /v1/system/doctor` (live checks of the runtime, the store and every provider endpoint),
+//! `POST /v1/system/reload` (re-read the agent files; the body is `runtime::ReloadReport`).
 
 use std::time::Duration;
 
 use axum::extract::State;
-use axum::routing::get;
+use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde_json::{json, Value};
 
+use super::error::ApiError;
 use super::AppState;
 use crate::providers::router::probe;
-use crate::runtime::ProviderState;
+use crate::runtime::{ProviderState, ReloadError, ReloadReport};
 
 /// Each provider probe gets this long; they run in parallel, so doctor answers within ~3 s
 /// even when an endpoint hangs.
 const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
 
 pub(crate) fn router() -> Router<AppState> {
-    Router::new().route("/v1/system/status", get(status)).route("/v1/system/doctor", get(doctor))
+    Router::new()
+        .route("/v1/system/status", get(status))
+        .route("/v1/system/doctor", get(doctor))
+        .route("/v1/system/reload", post(reload))
+}
+
+/// 200 with the report even when some files have errors (they are listed); 503 when the agent
+/// files could not be read at all (nothing was changed then).
+async fn reload(State(app): State<AppState>) -> Result<Json<ReloadReport>, ApiError> {
+    match crate::Reloader::new(app.runtime.clone()).reload().await {
+        Ok(report) => Ok(Json(report)),
+        Err(error @ ReloadError::Read(_)) => {
+            Err(ApiError::Unavailable(format!("{error}; the agents loaded before are unchanged")))
+        }
+        Err(error) => Err(ApiError::Internal(Box::new(error))),
+    }
 }
 
 async fn status(State(app): State<AppState>) -> Json<Value> {

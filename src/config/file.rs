@@ -319,6 +319,22 @@ pub(crate) struct ApiFile {
     pub max_body_bytes: Option<u64>,
     pub request_timeout: Option<f64>,
     pub shutdown_timeout: Option<f64>,
+    pub auth: AuthFile,
+}
+
+/// `spec.api.auth`: API keys and the per-key request rate limit.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub(crate) struct AuthFile {
+    pub api_keys: Option<Vec<String>>,
+    pub rate_limit: AuthRateLimitFile,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub(crate) struct AuthRateLimitFile {
+    pub requests_per_minute: Option<u32>,
+    pub burst: Option<u32>,
 }
 
 #[derive(Debug, Default, Deserialize)]

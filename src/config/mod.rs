@@ -24,7 +24,7 @@ use serde::de::DeserializeOwned;
 
 pub use agent::AgentConfig;
 pub use embedder::{EmbedderConfig, RemoteEmbedderConfig, RemoteKind};
-pub use runtime::{Overrides, ProvidersConfig, RuntimeConfig};
+pub use runtime::{Overrides, ProvidersConfig, RateLimit, RuntimeConfig};
 
 /// The default agents shipped inside the binary.
 #[derive(RustEmbed)]
@@ -219,6 +219,20 @@ impl Config {
                 .flat_map(|role| &role.candidates)
                 .any(|candidate| candidate.kind == model::ProviderKind::Local)
         })
+    }
+
+    /// Reads the agent files again (a reload), resolved against this configuration's runtime
+    /// and providers settings: runtime.yaml and providers*.yaml are not re-read, because what
+    /// they configure (listeners, the store, provider entries) is built once at startup.
+    pub fn reload_agents(&self) -> Result<(Vec<AgentEntry>, Vec<Warning>), ConfigError> {
+        let (_, _, agent_texts) = read_sources(&self.source)?;
+        let mut warnings = Vec::new();
+        let agents = if self.runtime.services_agents {
+            load_agents(&agent_texts, &self.providers, &self.runtime, &mut warnings)
+        } else {
+            Vec::new()
+        };
+        Ok((agents, warnings))
     }
 
     /// Every problem that makes `astromesh validate` fail.

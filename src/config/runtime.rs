@@ -3,6 +3,7 @@
 //! Precedence for each setting: `Overrides` (flags and `ASTROMESH_*`, filled by the CLI) >
 //! runtime.yaml > the documented default. Not here: agent files (`agent`).
 
+use std::num::NonZeroU32;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -13,7 +14,7 @@ use super::agent::{resolve_orchestration, OrchestrationDefaults};
 use super::embedder::EmbedderConfig;
 use super::file::{ProviderEntryFile, ProvidersFile, RuntimeFile};
 use super::model::{RoutingStrategy, STRATEGIES};
-use super::{parse_yaml, Problems, Warning};
+use super::{parse_yaml, Problems, Secret, Warning};
 
 /// Settings given on the command line or in `ASTROMESH_*` variables; they win over the files.
 #[derive(Debug, Clone, Default)]
@@ -24,6 +25,8 @@ pub struct Overrides {
     pub cors_origins: Option<Vec<String>>,
     /// `OTEL_EXPORTER_OTLP_ENDPOINT`: export finished traces over OTLP/HTTP to this base URL.
     pub otlp_endpoint: Option<String>,
+    /// `ASTROMESH_API_KEYS` (comma-separated): replaces `spec.api.auth.api_keys` when set.
+    pub api_keys: Option<Vec<String>>,
 }
 
 #[derive(Debug, Clone)]
@@ -57,6 +60,10 @@ pub struct RuntimeConfig {
     /// `OTEL_EXPORTER_OTLP_ENDPOINT` or `spec.observability.otlp.endpoint` (unless
     /// `otlp.enabled: false`): base URL that finished traces are exported to over OTLP/HTTP.
     pub otlp_endpoint: Option<String>,
+    /// `spec.api.auth.api_keys` or `ASTROMESH_API_KEYS`. Empty: no authentication.
+    pub api_keys: Vec<Secret>,
+    /// `spec.api.auth.rate_limit`: requests each key may make. `None`: unlimited.
+    pub rate_limit: Option<RateLimit>,
     /// `spec.tools`: the `config` of each built-in when it runs outside an agent
     /// (`POST /v1/tools/execute`), e.g. `{http_request: {allow_localhost: true}}`.
     pub tools: IndexMap<String, Map<String, Value>>,
@@ -84,8 +91,17 @@ impl Default for RuntimeConfig {
             trace_max_age: Duration::from_secs(7 * 24 * 3600),
             otlp_endpoint: None,
             tools: IndexMap::new(),
+            api_keys: Vec::new(),
+            rate_limit: None,
         }
     }
+}
+
+/// A per-key request budget: `requests_per_minute` replenished evenly, bursts up to `burst`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RateLimit {
+    pub requests_per_minute: NonZeroU32,
+    pub burst: NonZeroU32,
 }
 
 #[derive(Debug, Clone)]
@@ -198,6 +214,42 @@ pub(super) fn resolve_runtime_file(
         (None, Some(true), None) => Some("http://localhost:4318".to_string()),
         (None, None, None) => None,
     };
+    let auth = &spec.api.auth;
+    let key_texts = overrides.api_keys.clone().or_else(|| auth.api_keys.clone()).unwrap_or_default();
+    let mut api_keys = Vec::with_capacity(key_texts.len());
+    for (idx, key) in key_texts.into_iter().enumerate() {
+        let key = key.trim().to_string();
+        if key.is_empty() {
+            // An empty entry (`ASTROMESH_API_KEYS=a,,b`, a blank list item) is a typo, not a key.
+            if overrides.api_keys.is_none() {
+                problems.push(&format!("spec.api.auth.api_keys[{idx}]"), "must not be empty");
+            }
+            continue;
+        }
+        api_keys.push(Secret::new(key));
+    }
+    let rate_limit = match (auth.rate_limit.requests_per_minute, auth.rate_limit.burst) {
+        (None, None) => None,
+        (None, Some(_)) => {
+            problems.push("spec.api.auth.rate_limit.burst", "needs requests_per_minute");
+            None
+        }
+        (Some(per_minute), burst) => {
+            let per_minute = NonZeroU32::new(per_minute);
+            let burst = burst.map_or(per_minute, NonZeroU32::new);
+            match (per_minute, burst) {
+                (Some(requests_per_minute), Some(burst)) => Some(RateLimit { requests_per_minute, burst }),
+                (None, _) => {
+                    problems.push("spec.api.auth.rate_limit.requests_per_minute", "must be at least 1");
+                    None
+                }
+                (_, None) => {
+                    problems.push("spec.api.auth.rate_limit.burst", "must be at least 1");
+                    None
+                }
+            }
+        }
+    };
     let services_agents = spec.services.as_ref().and_then(|services| services.get("agents").copied()).unwrap_or(true);
     let config = RuntimeConfig {
         host: overrides.host.clone().or_else(|| spec.api.host.clone()).unwrap_or(defaults.host),
@@ -233,6 +285,8 @@ pub(super) fn resolve_runtime_file(
         trace_max_age,
         otlp_endpoint: otlp_endpoint.filter(|endpoint| !endpoint.trim().is_empty()),
         tools: spec.tools.clone().unwrap_or_default(),
+        api_keys,
+        rate_limit,
     };
     if problems.has_errors() {
         fatal.extend(problems.render(path));

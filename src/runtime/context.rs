@@ -308,7 +308,7 @@ impl RunContext {
 
     /// Another ready agent of this runtime (a swarm member), by name.
     pub(crate) fn member(&self, name: &str) -> Option<Arc<AgentRuntime>> {
-        self.runtime.inner().agents.get(name).cloned()
+        self.runtime.ready_agent(name)
     }
 
     /// The tool schemas announced to the model when `agent` is acting.

@@ -9,10 +9,11 @@
 pub mod context;
 pub mod guardrails;
 pub mod prompt;
+mod reload;
 mod run;
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 
 use serde::Serialize;
 use serde_json::{Map, Value};
@@ -26,6 +27,7 @@ use crate::store::Store;
 use crate::telemetry::{Telemetry, TraceRecorder};
 use crate::tools::ToolRegistry;
 use guardrails::{Blocked, Guardrails};
+pub use reload::{ReloadError, ReloadProblem, ReloadReport};
 
 pub use crate::providers::router::ProviderState;
 
@@ -137,10 +139,55 @@ impl AgentRuntime {
     }
 }
 
+/// The loaded agents at one moment. A reload builds a new set and swaps it in whole; a run
+/// holds the `Arc<AgentRuntime>` it started with, so it finishes on the definition it began with.
+pub(crate) struct AgentSet {
+    pub entries: Vec<AgentEntry>,
+    pub ready: BTreeMap<String, Arc<AgentRuntime>>,
+    /// Agents whose file failed on the last reload: they keep running their previous definition,
+    /// and this says why the new one was refused.
+    pub stale: BTreeMap<String, String>,
+}
+
+impl AgentSet {
+    /// Compiles routers and guardrails for every ready entry; an agent whose guardrails do not
+    /// compile becomes an error entry.
+    fn build(mut entries: Vec<AgentEntry>, breaker: BreakerSettings, local: &Arc<LocalModels>) -> AgentSet {
+        let mut ready = BTreeMap::new();
+        for entry in &mut entries {
+            let AgentState::Ready(agent) = &entry.state else { continue };
+            let guardrails = match Guardrails::compile(&agent.guardrails_input, &agent.guardrails_output) {
+                Ok(guardrails) => guardrails,
+                Err(message) => {
+                    entry.state = AgentState::Error(format!("{}: {message}", entry.source));
+                    continue;
+                }
+            };
+            let mut routers = BTreeMap::new();
+            routers.insert(
+                "default".to_string(),
+                Arc::new(ModelRouter::with_local_models(&agent.model.default, breaker, local)),
+            );
+            for (role, role_config) in &agent.model.roles {
+                routers.insert(role.clone(), Arc::new(ModelRouter::with_local_models(role_config, breaker, local)));
+            }
+            if let Some(backend) = &agent.memory.conversational_backend {
+                if !matches!(backend.as_str(), "in_memory" | "store") {
+                    tracing::info!(agent = %agent.name, backend = %backend, "conversation memory is kept in the embedded store");
+                }
+            }
+            ready.insert(agent.name.clone(), Arc::new(AgentRuntime { config: agent.clone(), routers, guardrails }));
+        }
+        AgentSet { entries, ready, stale: BTreeMap::new() }
+    }
+}
+
 pub(crate) struct RuntimeInner {
     pub config: Arc<Config>,
-    pub entries: Vec<AgentEntry>,
-    pub agents: BTreeMap<String, Arc<AgentRuntime>>,
+    /// Swapped whole by `reload`; readers clone the `Arc` and drop the lock at once.
+    agents: RwLock<Arc<AgentSet>>,
+    /// One reload at a time, so two reloads cannot interleave their reads and swaps.
+    reloading: tokio::sync::Mutex<()>,
     pub conversations: Conversations,
     pub telemetry: Arc<Telemetry>,
     pub tools: Arc<ToolRegistry>,
@@ -163,46 +210,39 @@ impl Runtime {
         rag: Arc<Rag>,
     ) -> Runtime {
         let breaker = BreakerSettings::from_config(&config.providers);
-        // One registry for every agent: routers naming the same GGUF file share its worker.
+        // One registry for every agent (and every reload): routers naming the same GGUF file
+        // share its worker.
         let local = Arc::new(LocalModels::new(config.runtime.data_dir.join("models")));
-        let mut entries = config.agents.clone();
-        let mut agents = BTreeMap::new();
-        for entry in &mut entries {
-            let AgentState::Ready(agent) = &entry.state else { continue };
-            let guardrails = match Guardrails::compile(&agent.guardrails_input, &agent.guardrails_output) {
-                Ok(guardrails) => guardrails,
-                Err(message) => {
-                    entry.state = AgentState::Error(format!("{}: {message}", entry.source));
-                    continue;
-                }
-            };
-            let mut routers = BTreeMap::new();
-            routers.insert(
-                "default".to_string(),
-                Arc::new(ModelRouter::with_local_models(&agent.model.default, breaker, &local)),
-            );
-            for (role, role_config) in &agent.model.roles {
-                routers.insert(role.clone(), Arc::new(ModelRouter::with_local_models(role_config, breaker, &local)));
-            }
-            if let Some(backend) = &agent.memory.conversational_backend {
-                if !matches!(backend.as_str(), "in_memory" | "store") {
-                    tracing::info!(agent = %agent.name, backend = %backend, "conversation memory is kept in the embedded store");
-                }
-            }
-            agents.insert(agent.name.clone(), Arc::new(AgentRuntime { config: agent.clone(), routers, guardrails }));
-        }
+        let agents = RwLock::new(Arc::new(AgentSet::build(config.agents.clone(), breaker, &local)));
         let conversations = Conversations::new(store);
+        let reloading = tokio::sync::Mutex::new(());
         Runtime {
-            inner: Arc::new(RuntimeInner { config, entries, agents, conversations, telemetry, tools, rag, local }),
+            inner: Arc::new(RuntimeInner { config, agents, reloading, conversations, telemetry, tools, rag, local }),
         }
     }
 
-    pub fn agents(&self) -> &[AgentEntry] {
-        &self.inner.entries
+    /// The current agent set (a snapshot: a reload does not change it under the caller).
+    pub(crate) fn agent_set(&self) -> Arc<AgentSet> {
+        self.inner.agents.read().unwrap_or_else(|poisoned| poisoned.into_inner()).clone()
     }
 
-    pub fn agent(&self, name: &str) -> Option<&AgentEntry> {
-        self.inner.entries.iter().find(|entry| entry.name == name)
+    /// Every agent as currently loaded, ready or not.
+    pub fn agents(&self) -> Vec<AgentEntry> {
+        self.agent_set().entries.clone()
+    }
+
+    pub fn agent(&self, name: &str) -> Option<AgentEntry> {
+        self.agent_set().entries.iter().find(|entry| entry.name == name).cloned()
+    }
+
+    /// A ready agent, to run.
+    pub(crate) fn ready_agent(&self, name: &str) -> Option<Arc<AgentRuntime>> {
+        self.agent_set().ready.get(name).cloned()
+    }
+
+    /// Why the last reload refused this agent's new file (it runs its previous definition).
+    pub fn reload_error(&self, name: &str) -> Option<String> {
+        self.agent_set().stale.get(name).cloned()
     }
 
     pub fn config(&self) -> &Arc<Config> {
@@ -233,13 +273,13 @@ impl Runtime {
 
     /// Agents that loaded without errors.
     pub fn ready_count(&self) -> usize {
-        self.inner.agents.len()
+        self.agent_set().ready.len()
     }
 
     /// Health of every candidate of every role of every ready agent, as the routers know it.
     pub fn candidate_health(&self) -> Vec<(String, String, CandidateHealth)> {
         let mut all = Vec::new();
-        for (agent, runtime) in &self.inner.agents {
+        for (agent, runtime) in &self.agent_set().ready {
             for (role, router) in &runtime.routers {
                 all.extend(router.health().into_iter().map(|health| (agent.clone(), role.clone(), health)));
             }

@@ -44,13 +44,11 @@ pub(super) async fn run(
     parent: Option<ParentRun>,
 ) -> Result<RunOutcome, RunError> {
     let started = StdInstant::now();
-    let agent = match runtime.inner().agents.get(&request.agent) {
-        Some(agent) => agent.clone(),
+    let agent = match runtime.ready_agent(&request.agent) {
+        Some(agent) => agent,
         None => {
-            return Err(match runtime.agent(&request.agent).map(|entry| &entry.state) {
-                Some(AgentState::Error(message)) => {
-                    RunError::AgentInvalid { agent: request.agent.clone(), message: message.clone() }
-                }
+            return Err(match runtime.agent(&request.agent).map(|entry| entry.state) {
+                Some(AgentState::Error(message)) => RunError::AgentInvalid { agent: request.agent.clone(), message },
                 _ => RunError::UnknownAgent(request.agent.clone()),
             })
         }
