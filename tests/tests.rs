@@ -10,6 +10,7 @@ mod crash;
 mod http_api;
 mod knowledge;
 mod mcp_server;
+mod mesh;
 mod observability;
 mod openai_compat;
 mod patterns;

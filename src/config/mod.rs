@@ -10,6 +10,7 @@
 
 pub mod agent;
 pub(crate) mod file;
+pub mod mesh;
 pub mod model;
 mod runtime;
 

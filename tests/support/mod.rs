@@ -6,6 +6,7 @@
 #![allow(dead_code)]
 
 pub mod llm;
+pub mod mesh;
 pub mod otlp;
 pub mod python;
 pub mod web;
