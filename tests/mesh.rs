@@ -263,3 +263,65 @@ async fn a_leaving_node_drains_its_in_flight_run_and_peers_drop_it_at_once() {
     first.stop().await;
     second.stop().await;
 }
+
+/// The real binary, configured only through `ASTROMESH_*` variables (clap `env`).
+#[tokio::test]
+async fn mesh_settings_reach_the_daemon_through_astromesh_variables() {
+    use std::io::BufRead;
+    let config_dir = tempfile::tempdir().unwrap();
+    let data_dir = tempfile::tempdir().unwrap();
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_astromesh"))
+        .args(["serve", "--port", "0", "--config"])
+        .arg(config_dir.path())
+        .arg("--data-dir")
+        .arg(data_dir.path())
+        .env("ASTROMESH_MESH_ENABLED", "true")
+        .env("ASTROMESH_NODE_NAME", "env-node")
+        .env("ASTROMESH_MESH_SECRET", "from-env")
+        .env("ASTROMESH_SEEDS", "127.0.0.1:9,http://127.0.0.1:10")
+        .env("ASTROMESH_GOSSIP_INTERVAL", "0.3")
+        .env("ASTROMESH_GOSSIP_FANOUT", "2")
+        .env("ASTROMESH_HEARTBEAT_INTERVAL", "0.2")
+        .env("ASTROMESH_FAILURE_TIMEOUT", "1")
+        .env("ASTROMESH_DEAD_TIMEOUT", "2")
+        .env("ASTROMESH_CLEANUP_TIMEOUT", "5")
+        .stderr(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let address = tokio::task::spawn_blocking(move || {
+        let mut lines = std::io::BufReader::new(stderr).lines();
+        let address = loop {
+            let line = lines.next().expect("daemon exited before listening").unwrap();
+            if let Some(rest) = line.split("listening address=").nth(1) {
+                break rest.split_whitespace().next().unwrap().to_string();
+            }
+        };
+        std::thread::spawn(move || lines.for_each(drop));
+        address
+    })
+    .await
+    .unwrap();
+    let daemon = crate::support::Daemon { child, url: format!("http://{address}") };
+    let unauthorised = send("GET", &format!("{}/v1/mesh/state", daemon.url), None, &[]).await;
+    assert_eq!(unauthorised.status, 401);
+    let state =
+        send("GET", &format!("{}/v1/mesh/state", daemon.url), None, &[("authorization", "Bearer from-env")]).await;
+    assert_eq!(state.status, 200);
+    assert_eq!(state.json["this_node"], "env-node");
+    assert_eq!(state.json["nodes"][0]["address"], address.as_str(), "advertises the bound address");
+    // Alone (the seeds do not answer), it leads itself.
+    let leader = Instant::now();
+    loop {
+        let state =
+            send("GET", &format!("{}/v1/mesh/state", daemon.url), None, &[("authorization", "Bearer from-env")]).await;
+        if state.json["leader"] == "env-node" {
+            break;
+        }
+        assert!(leader.elapsed() < CONVERGE, "a lone node elects itself");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let status = send("GET", &format!("{}/v1/system/status", daemon.url), None, &[]).await;
+    assert_eq!(status.json["mode"], "mesh");
+}

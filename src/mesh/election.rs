@@ -1,7 +1,7 @@
 //! Leader election: the bully algorithm over `POST /v1/mesh/election`.
 //!
-//! A node that sees no leader, a leader that is not alive, or an alive node (itself included)
-//! with a higher id than the leader, starts an election: it sends `election` to every higher
+//! A node that sees no leader or a leader that is not alive starts an election (and so do the
+//! highest alive node and the leader itself when the leader is outranked): it sends `election` to every higher
 //! non-dead node. Any `ok` means a higher node takes over, and we wait for its `coordinator`;
 //! no `ok` means we are the highest reachable node: we lead and broadcast `coordinator`. A
 //! `coordinator` from a lower id than ours is answered by our own election (bully), which is
@@ -14,18 +14,45 @@ use super::membership::NodeState;
 use super::{ElectionKind, ElectionMessage, Mesh};
 
 impl Mesh {
-    /// Starts an election when the leader is missing, not alive, or outranked by an alive node.
+    /// Starts an election when the leader is missing or not alive (every node, as the bully
+    /// algorithm has it), or when an alive node outranks the leader: then only the highest
+    /// alive node we know (it wins anyway) and the outranked leader start one, so a join or a
+    /// healed partition costs one election, not one per node.
     pub(super) fn check_leader(self: &Arc<Self>) {
         if self.is_leaving() || self.stop.is_cancelled() {
             return;
         }
-        let wanted = {
+        let me = self.node_id();
+        let (leader_alive, highest) = {
             let table = self.table();
+            let leader = self.leader();
+            let leader_alive = leader.as_deref().is_some_and(|leader| {
+                leader == me || table.peer(leader).is_some_and(|entry| entry.state == NodeState::Alive)
+            });
             let alive =
                 table.peers().filter(|entry| entry.state == NodeState::Alive).map(|entry| entry.node_id.as_str());
-            std::iter::once(self.node_id()).chain(alive).max().map(str::to_string)
+            let highest = std::iter::once(me).chain(alive).max().map(str::to_string);
+            (leader_alive, highest)
         };
-        if self.leader() != wanted {
+        let leader = self.leader();
+        let outranked = leader != highest;
+        let mine_to_fix = highest.as_deref() == Some(me) || leader.as_deref() == Some(me);
+        // Anyone else waits for their coordinator message, but not forever (it may be lost).
+        let waited_too_long = {
+            let mut since = self.outranked_since.lock().expect("outranked lock");
+            match (outranked, *since) {
+                (false, _) => {
+                    *since = None;
+                    false
+                }
+                (true, None) => {
+                    *since = Some(std::time::Instant::now());
+                    false
+                }
+                (true, Some(start)) => start.elapsed() >= self.config.failure_timeout,
+            }
+        };
+        if !leader_alive || (outranked && (mine_to_fix || waited_too_long)) {
             self.start_election();
         }
     }

@@ -139,6 +139,8 @@ pub struct Mesh {
     electing: AtomicBool,
     /// Peers this node has suspected since it started (a healthy cluster keeps it at zero).
     suspicions: AtomicU64,
+    /// Since when an alive node has outranked our leader (see `check_leader`).
+    outranked_since: Mutex<Option<Instant>>,
     /// Cancelled on shutdown or after `leave`: the loops stop.
     stop: CancellationToken,
     tasks: Mutex<Option<TaskTracker>>,
@@ -180,6 +182,7 @@ impl Mesh {
             leaving: AtomicBool::new(false),
             electing: AtomicBool::new(false),
             suspicions: AtomicU64::new(0),
+            outranked_since: Mutex::new(None),
             stop: CancellationToken::new(),
             tasks: Mutex::new(None),
         }))

@@ -110,11 +110,23 @@ impl Mesh {
     }
 }
 
+/// The failure detector looks this many times per heartbeat interval, so a still counter is
+/// noticed within a quarter interval of `failure_timeout`, not a whole one.
+const DETECTS_PER_HEARTBEAT: u32 = 4;
+
 async fn heartbeat_loop(mesh: &Arc<Mesh>) {
-    let mut ticks = tokio::time::interval(mesh.config.heartbeat_interval);
+    let mut ticks = tokio::time::interval(mesh.config.heartbeat_interval / DETECTS_PER_HEARTBEAT);
     ticks.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    let mut tick_idx: u32 = 0;
     loop {
         ticks.tick().await;
+        let beats = tick_idx.is_multiple_of(DETECTS_PER_HEARTBEAT);
+        tick_idx = tick_idx.wrapping_add(1);
+        if !beats {
+            let changes = mesh.table().detect(Instant::now());
+            mesh.on_changes(&changes);
+            continue;
+        }
         let active = mesh.active_requests();
         let (heartbeat, changes, peers) = {
             let mut table = mesh.table();
