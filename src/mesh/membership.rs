@@ -105,9 +105,11 @@ impl Membership {
     /// Merges one entry learned from anyone: highest heartbeat wins.
     pub fn merge(&mut self, incoming: &Entry, now: Instant) -> Option<Change> {
         if incoming.node_id == self.me.node_id {
-            // Someone holds a counter of ours at least as high (an earlier run of this node, or a
-            // suspicion): refute it by jumping above.
-            if incoming.heartbeat >= self.me.heartbeat {
+            // Someone holds a higher counter of ours (an earlier run of this node under the same
+            // name): jump above it. An equal one is just our own news coming back; bumping on it
+            // would let gossip carry counters our heartbeats never sent, which keeps a crashed
+            // node looking alive for up to a gossip interval longer.
+            if incoming.heartbeat > self.me.heartbeat {
                 self.me.heartbeat = incoming.heartbeat + 1;
             }
             return None;
@@ -304,6 +306,8 @@ mod tests {
         let mut table = table();
         table.merge(&entry("me", 41), Instant::now());
         assert_eq!(table.me().heartbeat, 42);
+        table.merge(&entry("me", 42), Instant::now());
+        assert_eq!(table.me().heartbeat, 42, "our own counter coming back is no news");
         assert_eq!(table.beat(0), 43);
     }
 
