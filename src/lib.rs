@@ -9,6 +9,7 @@ pub mod api;
 pub mod config;
 pub mod embed;
 pub mod memory;
+pub mod mesh;
 pub mod orchestration;
 pub mod providers;
 pub mod rag;
@@ -49,6 +50,8 @@ pub enum AppError {
     Tools(#[from] ToolError),
     #[error("cannot load RAG collections: {0}")]
     Rag(#[from] RagError),
+    #[error("mesh: {0}")]
+    Mesh(#[from] mesh::MeshError),
     #[error("HTTP server failed: {0}")]
     Serve(#[source] std::io::Error),
 }
@@ -100,7 +103,14 @@ impl App {
         let tools = Arc::new(ToolRegistry::new(&config, store.clone(), rag.clone())?);
         let runtime = Runtime::new(config.clone(), store.clone(), telemetry.clone(), tools.clone(), rag.clone());
         let shutdown = CancellationToken::new();
-        let state = AppState { config, runtime, store, telemetry, tools, rag, started: Instant::now(), shutdown };
+        let mesh = if config.runtime.mesh.enabled {
+            let hosted =
+                runtime.agents().into_iter().filter(|entry| entry.config().is_some()).map(|entry| entry.name).collect();
+            Some(mesh::Mesh::new(&config.runtime.mesh, hosted)?)
+        } else {
+            None
+        };
+        let state = AppState { config, runtime, store, telemetry, tools, rag, started: Instant::now(), shutdown, mesh };
         Ok(App { state, tasks: TaskTracker::new() })
     }
 
@@ -112,6 +122,11 @@ impl App {
     /// A handle that reloads the agents (the CLI calls it on SIGHUP) while the app serves.
     pub fn reloader(&self) -> Reloader {
         Reloader { runtime: self.state.runtime.clone() }
+    }
+
+    /// The mesh handle in mesh mode (tests reach its fault hook through it).
+    pub fn mesh(&self) -> Option<&Arc<mesh::Mesh>> {
+        self.state.mesh.as_ref()
     }
 
     pub fn store(&self) -> &Arc<Store> {
@@ -127,6 +142,17 @@ impl App {
     /// shutdown timeout), background tasks, and last the store's final durable commit.
     pub async fn serve(self, listener: TcpListener, shutdown: CancellationToken) -> Result<(), AppError> {
         let drain = self.state.config.runtime.shutdown_timeout;
+        // Mesh: the advertised address is known only now that the port is bound.
+        if let Some(mesh) = &self.state.mesh {
+            let started = listener
+                .local_addr()
+                .map_err(AppError::Serve)
+                .and_then(|bound| mesh.start(bound, &self.tasks, &shutdown).map_err(AppError::Mesh));
+            if let Err(error) = started {
+                self.state.store.close().await?;
+                return Err(error);
+            }
+        }
         // MCP servers connect in the background; a slow or broken one does not delay serving.
         let tools = Arc::clone(&self.state.tools);
         let stop_connecting = shutdown.clone();
@@ -191,6 +217,12 @@ impl App {
         };
         systemd::stopping();
         self.tasks.close();
+        // Peers drop a node that says goodbye at once, instead of suspecting it first.
+        if let Some(mesh) = self.state.mesh.as_ref().filter(|mesh| !mesh.is_leaving()) {
+            if tokio::time::timeout(drain, mesh.announce_departure()).await.is_err() {
+                tracing::warn!("mesh peers not told of the departure within the drain timeout");
+            }
+        }
         if tokio::time::timeout(drain, self.tasks.wait()).await.is_err() {
             tracing::warn!("background tasks still running after the drain timeout");
         }

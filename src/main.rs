@@ -228,12 +228,70 @@ struct ServeArgs {
     /// but /v1/health and the UI's files needs one (`Authorization: Bearer KEY` or `X-API-Key`).
     #[arg(long = "api-keys", env = "ASTROMESH_API_KEYS", value_delimiter = ',', hide_env_values = true)]
     api_keys: Option<Vec<String>>,
-    /// Shared secret of the mesh; its presence also allows a non-loopback address without API keys.
-    #[arg(long, env = "ASTROMESH_MESH_SECRET", hide_env_values = true)]
-    mesh_secret: Option<String>,
     /// Listen on a non-loopback address even with no API key and no mesh secret.
     #[arg(long)]
     allow_unauthenticated: bool,
+    /// Boxed: the mesh flags would make `Command::Serve` dwarf the other variants.
+    #[command(flatten)]
+    mesh: Box<MeshArgs>,
+}
+
+/// Mesh mode (`spec.mesh` in runtime.yaml); each flag also reads its `ASTROMESH_*` variable.
+/// Durations are in seconds.
+#[derive(Args, Clone)]
+#[command(next_help_heading = "Mesh")]
+struct MeshArgs {
+    /// Join a mesh of nodes [default: false, or spec.mesh.enabled].
+    #[arg(long = "mesh", env = "ASTROMESH_MESH_ENABLED", value_name = "BOOL", num_args = 0..=1, default_missing_value = "true")]
+    mesh_enabled: Option<bool>,
+    /// This node's id in the mesh [default: the hostname].
+    #[arg(long, env = "ASTROMESH_NODE_NAME")]
+    node_name: Option<String>,
+    /// host:port peers reach this node at [default: the listen address; never 0.0.0.0].
+    #[arg(long, env = "ASTROMESH_ADVERTISE_ADDRESS", value_name = "HOST:PORT")]
+    advertise_address: Option<String>,
+    /// Nodes to join through, comma-separated (host:port or http://host:port).
+    #[arg(long, env = "ASTROMESH_SEEDS", value_delimiter = ',')]
+    seeds: Option<Vec<String>>,
+    /// Seconds between gossip rounds [default: 2].
+    #[arg(long, env = "ASTROMESH_GOSSIP_INTERVAL", value_name = "SECS")]
+    gossip_interval: Option<f64>,
+    /// Peers per gossip round [default: 3].
+    #[arg(long, env = "ASTROMESH_GOSSIP_FANOUT", value_name = "N")]
+    gossip_fanout: Option<usize>,
+    /// Seconds between heartbeats [default: 1].
+    #[arg(long, env = "ASTROMESH_HEARTBEAT_INTERVAL", value_name = "SECS")]
+    heartbeat_interval: Option<f64>,
+    /// Seconds without a rising heartbeat before a peer is suspect [default: 4].
+    #[arg(long, env = "ASTROMESH_FAILURE_TIMEOUT", value_name = "SECS")]
+    failure_timeout: Option<f64>,
+    /// Seconds without a rising heartbeat before a peer is dead [default: 10].
+    #[arg(long, env = "ASTROMESH_DEAD_TIMEOUT", value_name = "SECS")]
+    dead_timeout: Option<f64>,
+    /// Seconds a dead peer is kept before it is forgotten [default: 60].
+    #[arg(long, env = "ASTROMESH_CLEANUP_TIMEOUT", value_name = "SECS")]
+    cleanup_timeout: Option<f64>,
+    /// Shared secret every mesh request must carry (bearer token); unset: none required.
+    #[arg(long, env = "ASTROMESH_MESH_SECRET", hide_env_values = true)]
+    mesh_secret: Option<String>,
+}
+
+impl MeshArgs {
+    fn into_overrides(self) -> astromesh::config::mesh::MeshOverrides {
+        astromesh::config::mesh::MeshOverrides {
+            enabled: self.mesh_enabled,
+            node_name: self.node_name,
+            advertise_address: self.advertise_address,
+            seeds: self.seeds,
+            gossip_interval: self.gossip_interval,
+            gossip_fanout: self.gossip_fanout,
+            heartbeat_interval: self.heartbeat_interval,
+            failure_timeout: self.failure_timeout,
+            dead_timeout: self.dead_timeout,
+            cleanup_timeout: self.cleanup_timeout,
+            secret: self.mesh_secret.map(astromesh::config::Secret::new),
+        }
+    }
 }
 
 fn main() -> ExitCode {
@@ -363,6 +421,7 @@ fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
         cors_origins: args.cors_origins,
         otlp_endpoint: args.otlp_endpoint,
         api_keys: args.api_keys,
+        mesh: args.mesh.into_overrides(),
     };
     let config = match Config::load(source.clone(), &overrides) {
         Ok(config) => config,
@@ -381,7 +440,7 @@ fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
         }
     }
     tracing::info!(config = %source, agents = config.agents.len(), "configuration loaded");
-    let has_mesh_secret = args.mesh_secret.as_deref().is_some_and(|secret| !secret.is_empty());
+    let has_mesh_secret = config.runtime.mesh.secret.as_ref().is_some_and(|secret| !secret.expose().is_empty());
     let exposure = astromesh::api::auth::exposure_problem(
         &config.runtime.host,
         !config.runtime.api_keys.is_empty(),

@@ -285,7 +285,7 @@ spec:
         data_dir: Some("/tmp/x".into()),
         cors_origins: Some(vec![]),
         otlp_endpoint: None,
-        api_keys: None,
+        ..Overrides::default()
     };
     let config = Config::load(ConfigSource::Dir(dir.path().to_path_buf()), &overrides).unwrap();
     assert_eq!((config.runtime.host.as_str(), config.runtime.port), ("127.0.0.2", 9200), "flags win over the file");

@@ -13,6 +13,7 @@ mod http_api;
 mod knowledge;
 mod local_model;
 mod mcp_server;
+mod mesh;
 mod observability;
 mod openai_compat;
 mod packaging;

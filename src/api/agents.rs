@@ -2,12 +2,16 @@
 //! API.md's summary shapes (not the raw YAML).
 
 use axum::extract::State;
+use axum::http::HeaderMap;
+use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
+use bytes::Bytes;
 use serde_json::{json, Value};
 
 use super::error::ApiError;
 use super::extract::ApiPath;
+use super::forward::{self, Decision};
 use super::AppState;
 use crate::config::model::ModelCandidate;
 use crate::config::{AgentEntry, AgentState};
@@ -49,16 +53,46 @@ fn summary(entry: &AgentEntry, reload_error: Option<String>) -> Value {
 }
 
 async fn list(State(app): State<AppState>) -> Json<Value> {
-    let agents: Vec<Value> =
+    let mut agents: Vec<Value> =
         app.runtime.agents().iter().map(|entry| summary(entry, app.runtime.reload_error(&entry.name))).collect();
+    // In mesh mode the list is the cluster's: each agent names the nodes hosting it, and agents
+    // hosted only elsewhere are listed too (runs for them are forwarded).
+    if let Some(mesh) = &app.mesh {
+        for (name, nodes) in mesh.cluster_agents() {
+            match agents.iter_mut().find(|agent| agent["name"] == name.as_str()) {
+                Some(agent) => agent["nodes"] = json!(nodes),
+                None => agents.push(json!({
+                    "name": name,
+                    "description": "",
+                    "model": null,
+                    "orchestration": null,
+                    "status": "ready",
+                    "nodes": nodes,
+                })),
+            }
+        }
+    }
     Json(json!({ "agents": agents }))
 }
 
-async fn show(State(app): State<AppState>, ApiPath(name): ApiPath<String>) -> Result<Json<Value>, ApiError> {
+async fn show(
+    State(app): State<AppState>,
+    ApiPath(name): ApiPath<String>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    if app.runtime.agent(&name).is_none() && app.mesh.is_some() {
+        // Hosted elsewhere: the hosting node describes it.
+        return match forward::decide(&app, &name, None, &headers)? {
+            Decision::Remote(mesh, targets) => {
+                forward::relay(&mesh, &targets, "GET", &forward::agent_path(&name, ""), &headers, Bytes::new()).await
+            }
+            Decision::Local(_) => Err(forward::not_in_cluster(&name)),
+        };
+    }
     let entry = app.runtime.agent(&name).ok_or_else(|| ApiError::NotFound(format!("Agent '{name}' not found")))?;
     let config = match &entry.state {
         AgentState::Ready(config) => config.clone(),
-        AgentState::Error(_) => return Ok(Json(summary(&entry, None))),
+        AgentState::Error(_) => return Ok(Json(summary(&entry, None)).into_response()),
     };
     let pair = |candidate: &ModelCandidate| json!({ "provider": candidate.provider, "model": candidate.model });
     let roles: serde_json::Map<String, Value> = config
@@ -92,5 +126,6 @@ async fn show(State(app): State<AppState>, ApiPath(name): ApiPath<String>) -> Re
             "semantic": config.memory.semantic_backend,
         },
         "status": "ready",
-    })))
+    }))
+    .into_response())
 }

@@ -7,7 +7,8 @@
 //! accepted on upgrades only, so keys do not end up in ordinary request URLs.) Open without a
 //! key: `GET /v1/health`, and the web UI's static files (`/`, `/assets/*`, the UI's own
 //! client-side routes) so that the UI can load and ask for a key. Everything under `/v1/`,
-//! `/mcp` and `/metrics` needs one.
+//! `/mcp` and `/metrics` needs one, except `/v1/mesh/*` when the mesh has a secret: peers
+//! present that secret as their bearer token, and the mesh endpoints check it themselves.
 //!
 //! Keys are compared in constant time (`subtle`) against every configured key, so the answer
 //! time tells nothing about which bytes matched. Each key has its own GCRA budget (`governor`):
@@ -39,6 +40,9 @@ struct AuthInner {
     /// One limiter per key (same index as `keys`); empty when there is no limit.
     limiters: Vec<DefaultDirectRateLimiter>,
     clock: DefaultClock,
+    /// Mesh on with a secret: `/v1/mesh/*` is guarded by that secret (peers send it as their
+    /// bearer token, not an API key), so this layer lets those requests through to it.
+    mesh_secret: bool,
 }
 
 impl Auth {
@@ -50,7 +54,9 @@ impl Auth {
             }
             None => Vec::new(),
         };
-        Auth { inner: Arc::new(AuthInner { keys: config.api_keys.clone(), limiters, clock: DefaultClock::default() }) }
+        let mesh_secret = config.mesh.enabled && config.mesh.secret.is_some();
+        let keys = config.api_keys.clone();
+        Auth { inner: Arc::new(AuthInner { keys, limiters, clock: DefaultClock::default(), mesh_secret }) }
     }
 
     /// The index of the configured key equal to `presented`, compared in constant time.
@@ -113,7 +119,9 @@ fn is_websocket_upgrade(headers: &HeaderMap) -> bool {
 
 /// The middleware: 401 without a valid key, 429 over the key's budget, else the route.
 pub(crate) async fn require_key(State(auth): State<Auth>, request: Request, next: Next) -> Response {
-    if auth.inner.keys.is_empty() || is_open(request.method(), request.uri().path()) {
+    let path = request.uri().path();
+    let mesh_guarded = auth.inner.mesh_secret && path.starts_with("/v1/mesh/");
+    if auth.inner.keys.is_empty() || is_open(request.method(), path) || mesh_guarded {
         return next.run(request).await;
     }
     let Some(presented) = presented_key(&request) else {

@@ -8,9 +8,11 @@ mod agents;
 pub mod auth;
 pub mod error;
 pub mod extract;
+mod forward;
 mod health;
 mod mcp;
 mod memory;
+mod mesh;
 mod metrics;
 mod openai;
 mod rag;
@@ -50,6 +52,8 @@ pub struct AppState {
     pub started: Instant,
     /// Cancelled when the daemon shuts down: long-lived connections (WebSockets) close on it.
     pub shutdown: tokio_util::sync::CancellationToken,
+    /// Mesh mode's handle; `None` when the node runs standalone.
+    pub mesh: Option<Arc<crate::mesh::Mesh>>,
 }
 
 /// The whole `/v1` router with its middleware, ready to serve.
@@ -62,6 +66,7 @@ pub fn router(state: AppState) -> Router {
         .merge(health::router())
         .merge(agents::router())
         .merge(system::router())
+        .merge(mesh::router())
         .merge(runs::router())
         .merge(memory::router())
         .merge(tools::router())

@@ -1,18 +1,21 @@
 //! `POST /v1/agents/{name}/run`: one agent run, answered with `RunOutcome`.
 
 use axum::extract::State;
+use axum::http::HeaderMap;
+use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use axum::{Json, Router};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 use super::error::ApiError;
 use super::extract::{ApiJson, ApiPath};
+use super::forward::{self, Decision};
 use super::AppState;
 use crate::runtime::{RunOutcome, RunRequest};
 
 /// The request body; `query` is required.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, Serialize)]
 pub(crate) struct RunBody {
     pub query: String,
     #[serde(default)]
@@ -40,8 +43,19 @@ pub(crate) fn router() -> Router<AppState> {
 async fn run(
     State(app): State<AppState>,
     ApiPath(name): ApiPath<String>,
+    headers: HeaderMap,
     ApiJson(body): ApiJson<RunBody>,
-) -> Result<Json<RunOutcome>, ApiError> {
-    let outcome = app.runtime.run(body.into_request(name), None).await?;
-    Ok(Json(outcome))
+) -> Result<Response, ApiError> {
+    // In mesh mode a run for an agent hosted elsewhere is relayed; one hosted here is counted
+    // as in flight until it ends (a leaving node waits for it).
+    let _in_flight = match forward::decide(&app, &name, body.session_id.as_deref(), &headers)? {
+        Decision::Local(guard) => guard,
+        Decision::Remote(mesh, targets) => {
+            let bytes = serde_json::to_vec(&body).map_err(|error| ApiError::Internal(Box::new(error)))?;
+            let path = forward::agent_path(&name, "/run");
+            return forward::relay(&mesh, &targets, "POST", &path, &headers, bytes.into()).await;
+        }
+    };
+    let outcome: RunOutcome = app.runtime.run(body.into_request(name), None).await?;
+    Ok(Json(outcome).into_response())
 }

@@ -11,6 +11,8 @@ use serde_json::{json, Value};
 
 use super::error::ApiError;
 use super::AppState;
+use crate::mesh::membership::NodeState;
+use crate::mesh::MeshState;
 use crate::providers::router::probe;
 use crate::runtime::{ProviderState, ReloadError, ReloadReport};
 
@@ -40,10 +42,23 @@ async fn reload(State(app): State<AppState>) -> Result<Json<ReloadReport>, ApiEr
 async fn status(State(app): State<AppState>) -> Json<Value> {
     let states = app.runtime.provider_states();
     let count = |wanted: ProviderState| states.iter().filter(|(_, state)| *state == wanted).count();
+    let mesh = app.mesh.as_ref().map(|mesh| {
+        let state = mesh.state();
+        let alive = state.nodes.iter().filter(|node| node.state != NodeState::Dead).count();
+        json!({
+            "enabled": true,
+            "node_id": state.this_node,
+            "node_name": state.this_node,
+            "leader": state.leader,
+            "cluster_size": alive,
+            "status": if mesh.is_leaving() { "left" } else { "active" },
+        })
+    });
     Json(json!({
         "version": env!("CARGO_PKG_VERSION"),
         "status": "running",
-        "mode": "standalone",
+        "mode": if mesh.is_some() { "mesh" } else { "standalone" },
+        "mesh": mesh,
         "pid": std::process::id(),
         "uptime_seconds": app.started.elapsed().as_secs(),
         "agents_loaded": app.runtime.ready_count(),
@@ -72,6 +87,9 @@ async fn doctor(State(app): State<AppState>) -> Json<Value> {
         Ok(Err(error)) => json!({"name": "store", "status": "failing", "message": error.to_string()}),
         Err(error) => json!({"name": "store", "status": "failing", "message": error.to_string()}),
     });
+    if let Some(mesh) = &app.mesh {
+        checks.extend(mesh_checks(&mesh.state()));
+    }
     let mut candidates = Vec::new();
     for entry in app.runtime.agents() {
         if let Some(config) = entry.config() {
@@ -121,4 +139,29 @@ fn local_model_check(model: &crate::providers::local::LocalModelReport) -> Value
         "family": model.family,
         "quantisation": model.quantisation,
     })
+}
+
+/// Doctor's view of the mesh: one check for the cluster (leader, peer count) and one per peer
+/// (alive: healthy, suspect: degraded, dead: failing).
+fn mesh_checks(state: &MeshState) -> Vec<Value> {
+    let peers: Vec<_> = state.nodes.iter().filter(|node| node.node_id != state.this_node).collect();
+    let cluster = match &state.leader {
+        Some(leader) => json!({"name": "mesh", "status": "healthy",
+            "message": format!("node {}, leader {leader}, {} peer(s)", state.this_node, peers.len())}),
+        None => {
+            json!({"name": "mesh", "status": "degraded", "message": format!("node {}: no leader yet", state.this_node)})
+        }
+    };
+    let per_peer = peers.into_iter().map(|peer| {
+        let status = match peer.state {
+            NodeState::Alive => "healthy",
+            NodeState::Suspect => "degraded",
+            NodeState::Dead => "failing",
+        };
+        json!({"name": format!("mesh peer {}", peer.node_id), "status": status,
+            "message": format!("{} at {}, heartbeat {}, {} active request(s)",
+                serde_json::to_value(peer.state).unwrap_or_default().as_str().unwrap_or_default(),
+                peer.address, peer.heartbeat, peer.active_requests)})
+    });
+    std::iter::once(cluster).chain(per_peer).collect()
 }

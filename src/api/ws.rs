@@ -10,6 +10,7 @@ use std::collections::VecDeque;
 
 use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
 use axum::extract::State;
+use axum::http::HeaderMap;
 use axum::response::Response;
 use axum::routing::get;
 use axum::Router;
@@ -19,7 +20,10 @@ use serde::Deserialize;
 use serde_json::{json, Map, Value};
 
 use super::extract::{ApiPath, ApiQuery};
+use super::forward;
 use super::AppState;
+use crate::mesh::transport::FORWARDED_HEADER;
+use crate::mesh::Route;
 use crate::runtime::{RunEvent, RunRequest};
 
 pub(crate) fn router() -> Router<AppState> {
@@ -40,10 +44,12 @@ async fn upgrade(
     State(app): State<AppState>,
     ApiPath(name): ApiPath<String>,
     ApiQuery(query): ApiQuery<SocketQuery>,
+    headers: HeaderMap,
     socket: WebSocketUpgrade,
 ) -> Response {
     let session = query.session_id;
-    socket.on_upgrade(move |socket| serve(app, name, session, socket))
+    let forwarded = headers.contains_key(FORWARDED_HEADER);
+    socket.on_upgrade(move |socket| serve(app, name, session, forwarded, socket))
 }
 
 type Sender = SplitSink<WebSocket, Message>;
@@ -52,10 +58,26 @@ async fn send(sender: &mut Sender, frame: Value) -> bool {
     sender.send(Message::Text(frame.to_string().into())).await.is_ok()
 }
 
-async fn serve(app: AppState, agent: String, default_session: Option<String>, socket: WebSocket) {
+async fn serve(app: AppState, agent: String, default_session: Option<String>, forwarded: bool, socket: WebSocket) {
+    let mut socket = socket;
+    let mut message = format!("Agent '{agent}' not found");
+    if let (None, Some(mesh)) = (app.runtime.agent(&agent), app.mesh.clone()) {
+        // Hosted elsewhere in the mesh: proxy the whole socket to one hosting node.
+        message = format!("Agent '{agent}' not found in cluster");
+        let key = default_session.clone().unwrap_or_else(|| format!("{:016x}", rand::random::<u64>()));
+        if let (false, Route::Remote(targets)) = (forwarded, mesh.route(&agent, &key)) {
+            match forward::proxy_socket(&app, &mesh, &targets, &agent, default_session.as_deref(), socket).await {
+                None => return,
+                Some(unproxied) => {
+                    socket = unproxied;
+                    message = "No node hosting this agent is reachable".to_string();
+                }
+            }
+        }
+    }
     let (mut sender, mut receiver) = socket.split();
     if app.runtime.agent(&agent).is_none() {
-        send(&mut sender, json!({"type": "error", "message": format!("Agent '{agent}' not found")})).await;
+        send(&mut sender, json!({"type": "error", "message": message})).await;
         let _ = sender.send(Message::Close(Some(CloseFrame { code: 1008, reason: "unknown agent".into() }))).await; // Best effort: the client may be gone.
         return;
     }
@@ -129,6 +151,11 @@ async fn run_one(
     receiver: &mut SplitStream<WebSocket>,
     pending: &mut VecDeque<String>,
 ) -> bool {
+    // In mesh mode the run counts as in flight; a leaving node takes no more.
+    let _in_flight = match app.mesh.as_ref().map(|mesh| mesh.begin_run()).transpose() {
+        Ok(guard) => guard,
+        Err(error) => return send(sender, json!({"type": "error", "message": error.to_string()})).await,
+    };
     let (events, mut received) = tokio::sync::mpsc::channel(EVENT_BUFFER);
     let run = app.runtime.run(request, Some(events));
     tokio::pin!(run);

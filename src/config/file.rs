@@ -250,13 +250,31 @@ pub(crate) struct RuntimeSpecFile {
     pub defaults: DefaultsFile,
     pub services: Option<IndexMap<String, bool>>,
     pub peers: Option<Vec<Value>>,
-    pub mesh: Option<Value>,
+    pub mesh: MeshFile,
     pub observability: ObservabilityFile,
     pub store: StoreFile,
     pub rag: RagFile,
     pub limits: Option<Value>,
     /// Built-in tool settings for direct execution (`POST /v1/tools/execute`), by tool name.
     pub tools: Option<IndexMap<String, Map<String, Value>>>,
+}
+
+/// `spec.mesh`: gossip membership, failure detection, election (see `config::mesh`).
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub(crate) struct MeshFile {
+    pub enabled: Option<bool>,
+    pub node_name: Option<String>,
+    pub advertise_address: Option<String>,
+    pub seeds: Option<Vec<String>>,
+    pub gossip_interval: Option<f64>,
+    pub gossip_fanout: Option<usize>,
+    pub heartbeat_interval: Option<f64>,
+    pub failure_timeout: Option<f64>,
+    pub dead_timeout: Option<f64>,
+    pub cleanup_timeout: Option<f64>,
+    /// The Python version's listen address; the daemon's own `spec.api` decides here.
+    pub bind: Option<String>,
 }
 
 /// `spec.observability`: trace retention and OpenTelemetry export.

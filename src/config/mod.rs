@@ -11,6 +11,7 @@
 pub mod agent;
 pub mod embedder;
 pub(crate) mod file;
+pub mod mesh;
 pub mod model;
 mod runtime;
 

@@ -13,6 +13,7 @@ use serde_json::{Map, Value};
 use super::agent::{resolve_orchestration, OrchestrationDefaults};
 use super::embedder::EmbedderConfig;
 use super::file::{ProviderEntryFile, ProvidersFile, RuntimeFile};
+use super::mesh::{resolve_mesh, MeshConfig, MeshOverrides};
 use super::model::{RoutingStrategy, STRATEGIES};
 use super::{parse_yaml, Problems, Secret, Warning};
 
@@ -27,6 +28,8 @@ pub struct Overrides {
     pub otlp_endpoint: Option<String>,
     /// `ASTROMESH_API_KEYS` (comma-separated): replaces `spec.api.auth.api_keys` when set.
     pub api_keys: Option<Vec<String>>,
+    /// `ASTROMESH_MESH_*`, `ASTROMESH_NODE_NAME`, `ASTROMESH_SEEDS`, ...
+    pub mesh: MeshOverrides,
 }
 
 #[derive(Debug, Clone)]
@@ -52,7 +55,8 @@ pub struct RuntimeConfig {
     pub orchestration_defaults: OrchestrationDefaults,
     /// `spec.services.agents` (default true): false loads no agents.
     pub services_agents: bool,
-    pub mesh: Option<Value>,
+    /// `spec.mesh` (see `config::mesh`).
+    pub mesh: MeshConfig,
     /// `spec.observability.traces.max_traces`: traces kept in the store (oldest evicted first).
     pub trace_max_count: usize,
     /// `spec.observability.traces.max_age_days`: traces older than this are evicted.
@@ -86,7 +90,7 @@ impl Default for RuntimeConfig {
             rag_collection_embedders: IndexMap::new(),
             orchestration_defaults: OrchestrationDefaults::default(),
             services_agents: true,
-            mesh: None,
+            mesh: MeshConfig::default(),
             trace_max_count: 10_000,
             trace_max_age: Duration::from_secs(7 * 24 * 3600),
             otlp_endpoint: None,
@@ -280,7 +284,7 @@ pub(super) fn resolve_runtime_file(
             timeout: orchestration.timeout,
         },
         services_agents,
-        mesh: spec.mesh.clone(),
+        mesh: resolve_mesh(&spec.mesh, &overrides.mesh, &mut problems),
         trace_max_count,
         trace_max_age,
         otlp_endpoint: otlp_endpoint.filter(|endpoint| !endpoint.trim().is_empty()),

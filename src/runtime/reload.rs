@@ -56,7 +56,8 @@ impl Runtime {
             tracing::warn!("{warning}");
         }
         let previous = self.agent_set();
-        let mut next = AgentSet::build(entries, BreakerSettings::from_config(&self.inner.config.providers), &self.inner.local);
+        let mut next =
+            AgentSet::build(entries, BreakerSettings::from_config(&self.inner.config.providers), &self.inner.local);
         let mut errors = Vec::new();
         for entry in &mut next.entries {
             let AgentState::Error(message) = &entry.state else { continue };

@@ -7,6 +7,7 @@
 
 pub mod cdp;
 pub mod llm;
+pub mod mesh;
 pub mod otlp;
 pub mod python;
 pub mod tiny_gguf;
