@@ -151,6 +151,62 @@ async fn three_nodes_join_through_one_seed_converge_and_forward_runs() {
 }
 
 #[tokio::test]
+async fn api_keys_and_the_mesh_secret_guard_their_own_endpoints() {
+    // Peers present the mesh secret, not an API key: with both configured, gossip still flows
+    // while every other endpoint needs a key, and forwarded runs carry the client's key.
+    let llm = ScriptedLlm::start().await;
+    let mut specs = Vec::new();
+    for name in ["mk-a", "mk-b"] {
+        let mut spec = NodeSpec::new(name, &[], FAST);
+        spec.secret = Some("mesh-secret".to_string());
+        spec.api_keys = vec!["api-key-1".to_string()];
+        specs.push(spec);
+    }
+    specs[1].files.push(("agents/helper.agent.yaml".to_string(), agent("helper", &llm, "")));
+    let a = MeshNode::start(specs.remove(0)).await;
+    let mut spec_b = specs.remove(0);
+    spec_b.seeds = vec![format!("http://{}", a.address)];
+    let b = MeshNode::start(spec_b).await;
+    let both = [&a, &b];
+    eventually(CONVERGE, "both nodes see each other alive", || both.iter().all(|node| node.alive().len() == 2)).await;
+
+    let agents = format!("{}/v1/agents", a.url);
+    assert_eq!(send("GET", &agents, None, &[]).await.status, 401);
+    assert_eq!(send("GET", &agents, None, &[("authorization", "Bearer mesh-secret")]).await.status, 401);
+    assert_eq!(send("GET", &agents, None, &[("x-api-key", "api-key-1")]).await.status, 200);
+    let state = format!("{}/v1/mesh/state", a.url);
+    assert_eq!(send("GET", &state, None, &[]).await.status, 401);
+    assert_eq!(send("GET", &state, None, &[("authorization", "Bearer mesh-secret")]).await.status, 200);
+    eventually(CONVERGE, "mk-a knows mk-b hosts helper", || {
+        a.state().nodes.iter().any(|node| node.node_id == "mk-b" && node.agents.iter().any(|agent| agent == "helper"))
+    })
+    .await;
+
+    // HTTP: the key in X-API-Key travels with the forwarded run.
+    llm.push(Reply::text("Keyed hello."));
+    let body = json!({"query": "hi"}).to_string().into_bytes();
+    let run = send("POST", &format!("{}/v1/agents/helper/run", a.url), Some(body), &[("x-api-key", "api-key-1")]).await;
+    assert_eq!(run.status, 200, "{}", run.text);
+    assert_eq!(run.json["response"], "Keyed hello.");
+    // WebSocket: a browser sends the key as ?api_key=; the proxied socket presents it to mk-b.
+    llm.push(Reply::text("Keyed stream."));
+    let ws_url = format!("ws://{}/v1/ws/agent/helper?api_key=api-key-1", a.address);
+    let (mut socket, _) = tokio_tungstenite::connect_async(ws_url).await.expect("websocket connects");
+    socket.send(Message::Text(r#"{"query": "stream it"}"#.into())).await.unwrap();
+    let mut last = Value::Null;
+    while let Some(message) = socket.next().await {
+        let Message::Text(text) = message.unwrap() else { continue };
+        last = serde_json::from_str(&text).unwrap();
+        if last["type"] == "done" || last["type"] == "error" {
+            break;
+        }
+    }
+    assert_eq!(last["type"], "done", "{last}");
+    b.stop().await;
+    a.stop().await;
+}
+
+#[tokio::test]
 async fn five_nodes_see_a_killed_leader_suspect_then_dead_and_elect_the_next_highest() {
     let mut nodes = cluster("m5k", 5, FAST).await;
     {

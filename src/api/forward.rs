@@ -26,7 +26,7 @@ use crate::mesh::{Mesh, Route, RunGuard};
 /// Hosting peers tried before giving up (the next ones are fallbacks for unreachable nodes).
 const MAX_ATTEMPTS: usize = 3;
 /// Headers of the client's request that travel with a forwarded run.
-const PASSED_HEADERS: [&str; 3] = ["authorization", "traceparent", "x-request-id"];
+const PASSED_HEADERS: [&str; 4] = ["authorization", "x-api-key", "traceparent", "x-request-id"];
 
 pub(crate) enum Decision {
     /// Run here; the guard counts the run as in flight (none outside mesh mode).
@@ -117,6 +117,7 @@ pub(crate) async fn proxy_socket(
     targets: &[(String, String)],
     agent: &str,
     session: Option<&str>,
+    credentials: &[(axum::http::HeaderName, axum::http::HeaderValue)],
     client: WebSocket,
 ) -> Option<WebSocket> {
     let query = session.map(|session| format!("?session_id={}", utf8_percent_encode(session, NON_ALPHANUMERIC)));
@@ -132,6 +133,9 @@ pub(crate) async fn proxy_socket(
         };
         if let Ok(value) = mesh.node_id().parse() {
             request.headers_mut().insert(FORWARDED_HEADER, value);
+        }
+        for (name, value) in credentials {
+            request.headers_mut().insert(name.clone(), value.clone());
         }
         match tokio_tungstenite::connect_async(request).await {
             Ok((upstream, _)) => {
@@ -191,4 +195,24 @@ async fn pump(app: &AppState, client: WebSocket, upstream: Upstream) {
             }
         }
     }
+}
+
+/// The API key a socket's client presented (`Authorization`, `X-API-Key`, or the upgrade's
+/// `?api_key=`), as headers for the peer it is proxied to: the peer checks the same keys.
+pub(crate) fn socket_credentials(
+    headers: &axum::http::HeaderMap,
+    query: Option<&str>,
+) -> Vec<(axum::http::HeaderName, axum::http::HeaderValue)> {
+    let mut credentials: Vec<(axum::http::HeaderName, axum::http::HeaderValue)> =
+        [axum::http::header::AUTHORIZATION, axum::http::HeaderName::from_static("x-api-key")]
+            .into_iter()
+            .filter_map(|name| headers.get(&name).map(|value| (name, value.clone())))
+            .collect();
+    if credentials.is_empty() {
+        let key = form_urlencoded::parse(query.unwrap_or_default().as_bytes()).find(|(name, _)| name == "api_key");
+        if let Some(value) = key.and_then(|(_, key)| axum::http::HeaderValue::from_str(&key).ok()) {
+            credentials.push((axum::http::HeaderName::from_static("x-api-key"), value));
+        }
+    }
+    credentials
 }

@@ -45,11 +45,13 @@ async fn upgrade(
     ApiPath(name): ApiPath<String>,
     ApiQuery(query): ApiQuery<SocketQuery>,
     headers: HeaderMap,
+    uri: axum::http::Uri,
     socket: WebSocketUpgrade,
 ) -> Response {
     let session = query.session_id;
     let forwarded = headers.contains_key(FORWARDED_HEADER);
-    socket.on_upgrade(move |socket| serve(app, name, session, forwarded, socket))
+    let credentials = forward::socket_credentials(&headers, uri.query());
+    socket.on_upgrade(move |socket| serve(app, name, session, forwarded, credentials, socket))
 }
 
 type Sender = SplitSink<WebSocket, Message>;
@@ -58,7 +60,14 @@ async fn send(sender: &mut Sender, frame: Value) -> bool {
     sender.send(Message::Text(frame.to_string().into())).await.is_ok()
 }
 
-async fn serve(app: AppState, agent: String, default_session: Option<String>, forwarded: bool, socket: WebSocket) {
+async fn serve(
+    app: AppState,
+    agent: String,
+    default_session: Option<String>,
+    forwarded: bool,
+    credentials: Vec<(axum::http::HeaderName, axum::http::HeaderValue)>,
+    socket: WebSocket,
+) {
     let mut socket = socket;
     let mut message = format!("Agent '{agent}' not found");
     if let (None, Some(mesh)) = (app.runtime.agent(&agent), app.mesh.clone()) {
@@ -66,7 +75,9 @@ async fn serve(app: AppState, agent: String, default_session: Option<String>, fo
         message = format!("Agent '{agent}' not found in cluster");
         let key = default_session.clone().unwrap_or_else(|| format!("{:016x}", rand::random::<u64>()));
         if let (false, Route::Remote(targets)) = (forwarded, mesh.route(&agent, &key)) {
-            match forward::proxy_socket(&app, &mesh, &targets, &agent, default_session.as_deref(), socket).await {
+            match forward::proxy_socket(&app, &mesh, &targets, &agent, default_session.as_deref(), &credentials, socket)
+                .await
+            {
                 None => return,
                 Some(unproxied) => {
                     socket = unproxied;

@@ -38,6 +38,8 @@ pub struct NodeSpec {
     pub timings: Timings,
     pub secret: Option<String>,
     pub fanout: Option<usize>,
+    /// API keys clients must present (`spec.api.auth.api_keys`).
+    pub api_keys: Vec<String>,
 }
 
 impl NodeSpec {
@@ -49,6 +51,7 @@ impl NodeSpec {
             timings,
             secret: None,
             fanout: None,
+            api_keys: Vec::new(),
         }
     }
 }
@@ -98,6 +101,7 @@ impl MeshNode {
             Config::load(ConfigSource::Dir(config_dir.path().to_path_buf()), &overrides).expect("config loads");
         assert!(config.warnings.is_empty(), "unexpected warnings: {:?}", config.warnings);
         config.runtime.mesh.secret = spec.secret.clone().map(Secret::new);
+        config.runtime.api_keys = spec.api_keys.iter().cloned().map(Secret::new).collect();
         let shutdown = CancellationToken::new();
         let (ready_tx, ready_rx) = tokio::sync::oneshot::channel();
         let (kill_tx, kill_rx) = tokio::sync::oneshot::channel::<()>();
