@@ -13,20 +13,22 @@ function latencyKey(histograms) {
     || names.find((name) => /(latency|duration)/.test(name)) || names[0];
 }
 
-function chart(points, label) {
-  const width = 600, height = 180, pad = 32;
+/** `width`: the box's width in CSS pixels, so the drawing is not stretched and its labels keep
+ * their shape at any screen width. */
+function chart(points, label, width) {
+  const height = 180, pad = 32;
   const values = points.map((point) => point.value).filter((value) => value !== null);
   const max = Math.max(1, ...values);
   const x = (index) => pad + (index / Math.max(1, POINTS - 1)) * (width - pad - 8);
   const y = (value) => height - 20 - (value / max) * (height - 40);
   const offset = POINTS - points.length;
   const path = points.map((point, index) => (point.value === null ? null : `${x(index + offset)},${y(point.value)}`)).filter(Boolean);
-  return svg("svg", { class: "chart", viewBox: `0 0 ${width} ${height}`, role: "img", "aria-label": `${label} over time`, preserveAspectRatio: "none" },
+  return svg("svg", { class: "chart", viewBox: `0 0 ${width} ${height}`, role: "img", "aria-label": `${label} over time`, preserveAspectRatio: "xMinYMin meet" },
     svg("line", { class: "axis", x1: pad, y1: height - 20, x2: width - 8, y2: height - 20 }),
     svg("line", { class: "axis", x1: pad, y1: 20, x2: pad, y2: height - 20 }),
     svg("text", { x: 2, y: 24 }, formatMs(max)),
     svg("text", { x: 2, y: height - 22 }, "0"),
-    svg("text", { x: width - 150, y: height - 4 }, `last ${Math.round((POINTS * REFRESH_MS) / 60000)} min`),
+    svg("text", { x: width - 80, y: height - 4 }, `last ${Math.round((POINTS * REFRESH_MS) / 60000)} min`),
     path.length > 1 ? svg("polyline", { class: "line", points: path.join(" ") }) : null,
     path.length === 1 ? svg("circle", { cx: path[0].split(",")[0], cy: path[0].split(",")[1], r: 3, fill: "currentColor" }) : null);
 }
@@ -42,6 +44,19 @@ export async function render(main) {
 
   const points = [];
   let previous = null;
+  let chartKey = null;
+
+  /** Draws the chart at the box's current width (again whenever the box is resized). */
+  function drawChart() {
+    if (!chartKey) {
+      mount(chartBox, h("p", { class: "muted" }, "No latency recorded yet."));
+      return;
+    }
+    const width = Math.max(240, Math.round(chartBox.clientWidth - 32));
+    mount(chartBox, h("div", { class: "muted" }, chartKey), chart(points, chartKey, width));
+  }
+  const resizes = new ResizeObserver(() => drawChart());
+  resizes.observe(chartBox);
 
   async function refresh() {
     let body;
@@ -72,8 +87,8 @@ export async function render(main) {
       h("div", { class: "card" }, h("div", { class: "muted" }, "Counters"), h("div", { class: "stat" }, counterNames.length)),
       h("div", { class: "card" }, h("div", { class: "muted" }, "Histograms"), h("div", { class: "stat" }, Object.keys(histogramMap).length)),
       current ? h("div", { class: "card" }, h("div", { class: "muted" }, `Average ${key}`), h("div", { class: "stat" }, formatMs(current.avg))) : null);
-    mount(chartBox, current ? [h("div", { class: "muted" }, key), chart(points, key)]
-      : h("p", { class: "muted" }, "No latency recorded yet."));
+    chartKey = current ? key : null;
+    drawChart();
     mount(counters, h("h3", {}, "Counters"), counterNames.length ? h("table", {}, h("tbody", {}, counterNames.map((name) =>
       h("tr", {}, h("td", { class: "mono" }, name), h("td", { class: "num" }, counterMap[name])))))
       : h("p", { class: "muted" }, "None yet."));
@@ -90,5 +105,8 @@ export async function render(main) {
 
   await refresh();
   const timer = setInterval(refresh, REFRESH_MS);
-  return () => clearInterval(timer);
+  return () => {
+    clearInterval(timer);
+    resizes.disconnect();
+  };
 }
