@@ -121,7 +121,7 @@ impl App {
 
     /// A handle that reloads the agents (the CLI calls it on SIGHUP) while the app serves.
     pub fn reloader(&self) -> Reloader {
-        Reloader { runtime: self.state.runtime.clone() }
+        Reloader::new(self.state.runtime.clone(), self.state.mesh.clone())
     }
 
     /// The mesh handle in mesh mode (tests reach its fault hook through it).
@@ -248,16 +248,23 @@ impl App {
 #[derive(Clone)]
 pub struct Reloader {
     runtime: Runtime,
+    /// In mesh mode, told which agents this node hosts after each reload.
+    mesh: Option<Arc<mesh::Mesh>>,
 }
 
 impl Reloader {
-    pub fn new(runtime: Runtime) -> Reloader {
-        Reloader { runtime }
+    pub fn new(runtime: Runtime, mesh: Option<Arc<mesh::Mesh>>) -> Reloader {
+        Reloader { runtime, mesh }
     }
 
     pub async fn reload(&self) -> Result<ReloadReport, ReloadError> {
         systemd::reloading();
         let report = self.runtime.reload().await;
+        if let (Ok(_), Some(mesh)) = (&report, &self.mesh) {
+            let hosted =
+                self.runtime.agents().into_iter().filter(|entry| entry.config().is_some()).map(|entry| entry.name);
+            mesh.set_agents(hosted.collect());
+        }
         systemd::ready();
         report
     }

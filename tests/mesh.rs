@@ -151,7 +151,7 @@ async fn three_nodes_join_through_one_seed_converge_and_forward_runs() {
 }
 
 #[tokio::test]
-async fn api_keys_and_the_mesh_secret_guard_their_own_endpoints() {
+async fn api_keys_and_the_mesh_secret_guard_their_own_endpoints_and_reloads_reach_peers() {
     // Peers present the mesh secret, not an API key: with both configured, gossip still flows
     // while every other endpoint needs a key, and forwarded runs carry the client's key.
     let llm = ScriptedLlm::start().await;
@@ -202,6 +202,21 @@ async fn api_keys_and_the_mesh_secret_guard_their_own_endpoints() {
         }
     }
     assert_eq!(last["type"], "done", "{last}");
+
+    // A reload on mk-a that adds an agent: peers learn it from the next heartbeats.
+    std::fs::create_dir_all(a.config_dir.path().join("agents")).unwrap();
+    std::fs::write(a.config_dir.path().join("agents/late.agent.yaml"), agent("late", &llm, "")).unwrap();
+    let reloaded = send("POST", &format!("{}/v1/system/reload", a.url), None, &[("x-api-key", "api-key-1")]).await;
+    assert_eq!(reloaded.status, 200, "{}", reloaded.text);
+    eventually(CONVERGE, "mk-b learns that mk-a now hosts late", || {
+        b.state().nodes.iter().any(|node| node.node_id == "mk-a" && node.agents.iter().any(|agent| agent == "late"))
+    })
+    .await;
+    llm.push(Reply::text("Late hello."));
+    let body = json!({"query": "hi"}).to_string().into_bytes();
+    let run = send("POST", &format!("{}/v1/agents/late/run", b.url), Some(body), &[("x-api-key", "api-key-1")]).await;
+    assert_eq!(run.status, 200, "{}", run.text);
+    assert_eq!(run.json["response"], "Late hello.");
     b.stop().await;
     a.stop().await;
 }

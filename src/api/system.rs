@@ -30,7 +30,7 @@ pub(crate) fn router() -> Router<AppState> {
 /// 200 with the report even when some files have errors (they are listed); 503 when the agent
 /// files could not be read at all (nothing was changed then).
 async fn reload(State(app): State<AppState>) -> Result<Json<ReloadReport>, ApiError> {
-    match crate::Reloader::new(app.runtime.clone()).reload().await {
+    match crate::Reloader::new(app.runtime.clone(), app.mesh.clone()).reload().await {
         Ok(report) => Ok(Json(report)),
         Err(error @ ReloadError::Read(_)) => {
             Err(ApiError::Unavailable(format!("{error}; the agents loaded before are unchanged")))

@@ -82,6 +82,11 @@ impl Membership {
         self.me.address = address;
     }
 
+    /// The agents we host, after a reload; peers learn them with our next heartbeat.
+    pub fn set_agents(&mut self, agents: Vec<String>) {
+        self.me.agents = agents;
+    }
+
     /// Our own heartbeat: the counter rises; that is all "I am alive" means.
     pub fn beat(&mut self, active_requests: u64) -> u64 {
         self.me.heartbeat += 1;

@@ -213,6 +213,12 @@ impl Mesh {
         self.leaving.load(Ordering::SeqCst)
     }
 
+    /// Replaces the agents this node hosts (after a reload of the agent files); the change
+    /// reaches peers with the next heartbeat, since entries carry their agents.
+    pub fn set_agents(&self, agents: Vec<String>) {
+        self.table().set_agents(agents);
+    }
+
     fn table(&self) -> std::sync::MutexGuard<'_, Membership> {
         self.membership.lock().expect("membership lock")
     }

@@ -66,7 +66,7 @@ pub struct MeshNode {
     shutdown: CancellationToken,
     kill: Option<tokio::sync::oneshot::Sender<()>>,
     thread: Option<std::thread::JoinHandle<Result<(), String>>>,
-    _config_dir: TempDir,
+    pub config_dir: TempDir,
     _data_dir: TempDir,
 }
 
@@ -140,7 +140,7 @@ impl MeshNode {
             shutdown,
             kill: Some(kill_tx),
             thread: Some(thread),
-            _config_dir: config_dir,
+            config_dir,
             _data_dir: data_dir,
         }
     }
