@@ -150,6 +150,12 @@ impl Membership {
                 member.dead_since = None;
                 (was != NodeState::Alive).then(|| Change::Recovered(incoming.node_id.clone()))
             }
+            // Heartbeats raise a peer's counter but carry no agent list, so gossip of the same
+            // counter is the newest word on its agents (they change when the peer reloads).
+            Some(member) if incoming.heartbeat == member.entry.heartbeat && incoming.agents != member.entry.agents => {
+                member.entry.agents.clone_from(&incoming.agents);
+                None
+            }
             Some(_) => None,
         }
     }
@@ -291,6 +297,23 @@ mod tests {
         assert_eq!(state(&table, "b"), None);
         table.merge(&entry("b", 6), start + Duration::from_secs(72));
         assert_eq!(state(&table, "b"), Some(NodeState::Alive));
+    }
+
+    #[test]
+    fn gossip_at_the_counter_a_heartbeat_brought_still_updates_the_agents() {
+        let start = Instant::now();
+        let mut table = table();
+        table.merge(&entry("b", 5), start);
+        // b's own heartbeat (no agents) raises the counter first...
+        table.heard_from("b", 6, 0, start);
+        // ...then its gossip at that counter says what it hosts since a reload.
+        let mut reloaded = entry("b", 6);
+        reloaded.agents = vec!["late".to_string()];
+        assert_eq!(table.merge(&reloaded, start), None);
+        assert_eq!(table.peer("b").map(|entry| entry.agents.clone()), Some(vec!["late".to_string()]));
+        // Older gossip does not take it back.
+        assert_eq!(table.merge(&entry("b", 5), start), None);
+        assert_eq!(table.peer("b").map(|entry| entry.agents.clone()), Some(vec!["late".to_string()]));
     }
 
     #[test]
