@@ -12,7 +12,6 @@ mod window;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use redb::ReadableTable;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
@@ -104,11 +103,14 @@ fn epoch_seconds() -> f64 {
 #[derive(Clone)]
 pub struct Conversations {
     store: Arc<Store>,
+    /// Per-session append locks (see `append`), by turns prefix. A `std` mutex: held only to
+    /// look a lock up, never across an await.
+    locks: Arc<std::sync::Mutex<std::collections::HashMap<Vec<u8>, std::sync::Weak<tokio::sync::Mutex<()>>>>>,
 }
 
 impl Conversations {
     pub fn new(store: Arc<Store>) -> Conversations {
-        Conversations { store }
+        Conversations { store, locks: Arc::default() }
     }
 
     /// Every live turn of the session; an expired session (`ttl`) reads as empty.
@@ -138,6 +140,11 @@ impl Conversations {
     }
 
     /// Appends turns after the last stored one, in one durable write.
+    ///
+    /// The session's appends are serialised by its lock, so reading the last sequence number and
+    /// writing after it cannot interleave with another run of the same session. The write is
+    /// plain puts, which the store's writer batches with other runs' into one transaction (a
+    /// closure computing the number inside the writer would cost a commit of its own per run).
     pub async fn append(&self, agent: &str, session: &str, turns: Vec<Turn>) -> Result<(), MemoryError> {
         let prefix = turns_prefix(agent, session);
         let mut encoded = Vec::with_capacity(turns.len());
@@ -146,31 +153,37 @@ impl Conversations {
         }
         let meta_key = prefixed(b"m|", agent, session);
         let meta = serde_json::to_vec(&serde_json::json!({ "updated": epoch_seconds() }))?;
-        let op = WriteOp::Custom(Box::new(move |txn| {
-            let mut table = txn.open_table(Table::History.definition())?;
-            let next = {
-                let mut upper = prefix.clone();
-                upper.extend_from_slice(&u64::MAX.to_be_bytes());
-                let mut range = table.range::<&[u8]>(prefix.as_slice()..=upper.as_slice())?;
-                match range.next_back() {
-                    Some(entry) => {
-                        let (key, _) = entry?;
-                        let bytes: [u8; 8] = key.value()[prefix.len()..].try_into().unwrap_or_default();
-                        u64::from_be_bytes(bytes) + 1
-                    }
-                    None => 0,
-                }
-            };
-            for (offset, value) in (0u64..).zip(&encoded) {
-                let mut key = prefix.clone();
-                key.extend_from_slice(&(next + offset).to_be_bytes());
-                table.insert(key.as_slice(), value.as_slice())?;
-            }
-            table.insert(meta_key.as_slice(), meta.as_slice())?;
-            Ok(())
-        }));
-        self.store.write(op).await?;
+        let lock = self.session_lock(&prefix);
+        let _one_append_at_a_time = lock.lock().await;
+        let last = self.store.scan_prefix_async(Table::History, prefix.clone(), true, 1).await?;
+        let next = last
+            .first()
+            .and_then(|(key, _)| key.get(prefix.len()..)?.try_into().ok())
+            .map_or(0, |bytes: [u8; 8]| u64::from_be_bytes(bytes) + 1);
+        let mut ops = Vec::with_capacity(encoded.len() + 1);
+        for (offset, value) in (0u64..).zip(encoded) {
+            let mut key = prefix.clone();
+            key.extend_from_slice(&(next + offset).to_be_bytes());
+            ops.push(WriteOp::Put { table: Table::History, key, value });
+        }
+        ops.push(WriteOp::Put { table: Table::History, key: meta_key, value: meta });
+        self.store.write_all(ops).await?;
         Ok(())
+    }
+
+    /// The append lock of one session. Locks are shared while someone holds them and dropped
+    /// after: the map keeps weak handles and sheds the dead ones as it grows.
+    fn session_lock(&self, prefix: &[u8]) -> Arc<tokio::sync::Mutex<()>> {
+        let mut locks = self.locks.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(lock) = locks.get(prefix).and_then(std::sync::Weak::upgrade) {
+            return lock;
+        }
+        if locks.len() >= 1024 {
+            locks.retain(|_, lock| lock.strong_count() > 0);
+        }
+        let lock = Arc::new(tokio::sync::Mutex::new(()));
+        locks.insert(prefix.to_vec(), Arc::downgrade(&lock));
+        lock
     }
 
     pub async fn save_summary(&self, agent: &str, session: &str, summary: &Summary) -> Result<(), MemoryError> {
@@ -189,5 +202,38 @@ impl Conversations {
             ])
             .await?;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn concurrent_appends_to_one_session_keep_every_turn_in_pairs() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Arc::new(Store::open(dir.path(), 64).unwrap());
+        let conversations = Conversations::new(Arc::clone(&store));
+        let appends: Vec<_> = (0..16)
+            .map(|run| {
+                let conversations = conversations.clone();
+                tokio::spawn(async move {
+                    let turns = vec![Turn::new("user", &format!("q{run}")), Turn::new("assistant", &format!("a{run}"))];
+                    conversations.append("agent", "sess", turns).await
+                })
+            })
+            .collect();
+        for append in appends {
+            append.await.unwrap().unwrap();
+        }
+        let history = conversations.load("agent", "sess", None).await.unwrap();
+        let seqs: Vec<u64> = history.turns.iter().map(|(seq, _)| *seq).collect();
+        assert_eq!(seqs, (0..32).collect::<Vec<u64>>(), "no append overwrote another");
+        for pair in history.turns.chunks(2) {
+            let question = pair[0].1.content.trim_start_matches('q');
+            assert_eq!(pair[1].1.content.trim_start_matches('a'), question, "a run's two turns stay together");
+        }
+        assert!(conversations.locks.lock().unwrap().values().all(|lock| lock.strong_count() == 0));
+        store.close().await.unwrap();
     }
 }
