@@ -99,13 +99,16 @@ fn epoch_seconds() -> f64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map(|elapsed| elapsed.as_secs_f64()).unwrap_or_default()
 }
 
+/// Append locks by turns prefix, held weakly: a session's lock lives while someone holds it.
+type SessionLocks = std::collections::HashMap<Vec<u8>, std::sync::Weak<tokio::sync::Mutex<()>>>;
+
 /// Conversation history on the store.
 #[derive(Clone)]
 pub struct Conversations {
     store: Arc<Store>,
     /// Per-session append locks (see `append`), by turns prefix. A `std` mutex: held only to
     /// look a lock up, never across an await.
-    locks: Arc<std::sync::Mutex<std::collections::HashMap<Vec<u8>, std::sync::Weak<tokio::sync::Mutex<()>>>>>,
+    locks: Arc<std::sync::Mutex<SessionLocks>>,
 }
 
 impl Conversations {
