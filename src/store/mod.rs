@@ -202,6 +202,16 @@ pub struct StoreStats {
     pub commits: u64,
 }
 
+/// The pending answer of a queued write (`Store::enqueue_lazy`).
+pub struct Acknowledgement(oneshot::Receiver<Result<(), StoreError>>);
+
+impl Acknowledgement {
+    /// Waits until the write is committed (or has failed).
+    pub async fn wait(self) -> Result<(), StoreError> {
+        self.0.await.map_err(|_| StoreError::WriterStopped)?
+    }
+}
+
 /// Shared between the `Store` and its writer thread.
 #[derive(Debug, Default)]
 struct Counters {
@@ -280,7 +290,25 @@ impl Store {
         self.submit(vec![op], false).await
     }
 
+    /// Queues a lazy write (see `write_lazy`) and returns once it is in the writer's queue, with
+    /// the receiver of its acknowledgement. Queued writes are applied even if the caller goes
+    /// away, and `close` drains them.
+    pub async fn enqueue_lazy(&self, op: WriteOp) -> Result<Acknowledgement, StoreError> {
+        let answer = self.enqueue(vec![op], false).await?;
+        Ok(Acknowledgement(answer))
+    }
+
     async fn submit(&self, ops: Vec<WriteOp>, durable: bool) -> Result<(), StoreError> {
+        let answer = self.enqueue(ops, durable).await?;
+        // The writer drops the reply only if it dies mid-batch.
+        answer.await.map_err(|_| StoreError::WriterStopped)?
+    }
+
+    async fn enqueue(
+        &self,
+        ops: Vec<WriteOp>,
+        durable: bool,
+    ) -> Result<oneshot::Receiver<Result<(), StoreError>>, StoreError> {
         let sender = self.jobs.lock().map_err(|_| StoreError::WriterStopped)?.clone().ok_or(StoreError::Closed)?;
         let (reply, answer) = oneshot::channel();
         // A full queue makes the caller wait here: that is the backpressure.
@@ -288,9 +316,7 @@ impl Store {
             // The receiver is gone although we had not closed: the writer thread died.
             return Err(StoreError::WriterStopped);
         }
-        drop(sender);
-        // The writer drops the reply only if it dies mid-batch.
-        answer.await.map_err(|_| StoreError::WriterStopped)?
+        Ok(answer)
     }
 
     /// Point read (blocking, cheap: a read transaction).

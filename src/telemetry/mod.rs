@@ -8,6 +8,7 @@
 mod metrics;
 mod otlp;
 
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -201,6 +202,10 @@ impl Drop for Span {
 /// Where finished traces and the metrics live.
 pub struct Telemetry {
     store: Arc<Store>,
+    /// Finished traces queued to the store and not yet committed, by id: reads see them at
+    /// once, so a run does not wait for its trace's write. A `std` mutex, never held across an
+    /// await.
+    pending: Arc<std::sync::Mutex<HashMap<String, Arc<TraceRecord>>>>,
     metrics: Metrics,
     settings: TelemetrySettings,
     exporter: Option<otlp::Exporter>,
@@ -290,7 +295,7 @@ impl Telemetry {
             Err(error) => tracing::warn!("cannot load saved metrics, starting from zero: {error}"),
         }
         let exporter = settings.otlp_endpoint.as_deref().and_then(otlp::Exporter::start);
-        Telemetry { store, metrics, settings, exporter }
+        Telemetry { store, pending: Arc::default(), metrics, settings, exporter }
     }
 
     pub fn metrics(&self) -> &Metrics {
@@ -328,11 +333,34 @@ impl Telemetry {
             }
             evict(txn, max_traces, cutoff).map(drop)
         }));
-        // Lazy: the run's answer does not wait for the trace's fsync (the history write it made
-        // already paid one); the trace is durable with the writer's next durable commit.
-        if let Err(error) = self.store.write_lazy(op).await {
-            tracing::warn!("trace {} not stored: {error}", record.trace_id);
+        // The run waits only for the write to be queued: until the writer commits it (lazily:
+        // durable with its next durable commit), reads find the trace in `pending`.
+        let trace_id = record.trace_id.clone();
+        self.pending_traces().insert(trace_id.clone(), Arc::new(record));
+        let pending = Arc::clone(&self.pending);
+        let forget = move || {
+            pending.lock().unwrap_or_else(std::sync::PoisonError::into_inner).remove(&trace_id);
+            trace_id
+        };
+        match self.store.enqueue_lazy(op).await {
+            Ok(acknowledgement) => {
+                tokio::spawn(async move {
+                    let result = acknowledgement.wait().await;
+                    let trace_id = forget();
+                    if let Err(error) = result {
+                        tracing::warn!("trace {trace_id} not stored: {error}");
+                    }
+                });
+            }
+            Err(error) => {
+                let trace_id = forget();
+                tracing::warn!("trace {trace_id} not stored: {error}");
+            }
         }
+    }
+
+    fn pending_traces(&self) -> std::sync::MutexGuard<'_, HashMap<String, Arc<TraceRecord>>> {
+        self.pending.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     /// Evicts traces past the age limit (the periodic sweep; writes also evict).
@@ -348,6 +376,7 @@ impl Telemetry {
         struct AgentOnly {
             agent: String,
         }
+        let wanted = agent.clone();
         let store = self.store.clone();
         let scan = move || {
             store.read(|txn| {
@@ -375,16 +404,36 @@ impl Telemetry {
             })
         };
         let rows = tokio::task::spawn_blocking(scan).await.map_err(StoreError::from)??;
-        rows.into_iter()
+        let mut records: Vec<TraceRecord> = rows
+            .into_iter()
             .map(|(key, bytes)| {
                 serde_json::from_slice(&bytes)
                     .map_err(|source| TelemetryError::Malformed { key: String::from_utf8_lossy(&key).into(), source })
             })
-            .collect()
+            .collect::<Result<_, _>>()?;
+        // Traces still on their way to the store are listed too (once: the write may have
+        // landed between the scan and now).
+        let pending: Vec<TraceRecord> = self
+            .pending_traces()
+            .values()
+            .filter(|record| wanted.as_ref().is_none_or(|agent| &record.agent == agent))
+            .map(|record| TraceRecord::clone(record))
+            .collect();
+        if !pending.is_empty() {
+            let stored: std::collections::HashSet<String> =
+                records.iter().map(|record| record.trace_id.clone()).collect();
+            records.extend(pending.into_iter().filter(|record| !stored.contains(&record.trace_id)));
+            records.sort_by(|a, b| b.start_time.total_cmp(&a.start_time));
+            records.truncate(limit);
+        }
+        Ok(records)
     }
 
     /// One trace by id, or `None`.
     pub async fn trace(&self, trace_id: &str) -> Result<Option<TraceRecord>, TelemetryError> {
+        if let Some(record) = self.pending_traces().get(trace_id) {
+            return Ok(Some(TraceRecord::clone(record)));
+        }
         let mut id_key = vec![ID_PREFIX];
         id_key.extend_from_slice(trace_id.as_bytes());
         let Some(key) = self.store.get_async(Table::Traces, id_key).await? else {
@@ -413,5 +462,61 @@ impl Telemetry {
     /// Traces dropped because the OTLP export queue was full.
     pub fn otlp_dropped(&self) -> u64 {
         self.exporter.as_ref().map(otlp::Exporter::dropped).unwrap_or_default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_finished_trace_is_readable_before_its_write_is_committed() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Arc::new(Store::open(dir.path(), 64).unwrap());
+        let telemetry = Telemetry::new(Arc::clone(&store), TelemetrySettings::default());
+        // Hold the store's writer inside a job, so the trace's write cannot be committed yet.
+        let (release, held) = std::sync::mpsc::sync_channel::<()>(1);
+        let (started_tx, started) = tokio::sync::oneshot::channel();
+        let holding = {
+            let store = Arc::clone(&store);
+            tokio::spawn(async move {
+                store
+                    .write(WriteOp::Custom(Box::new(move |_txn| {
+                        let _ = started_tx.send(());
+                        let _ = held.recv_timeout(Duration::from_secs(10));
+                        Ok(())
+                    })))
+                    .await
+            })
+        };
+        started.await.unwrap();
+
+        let trace = TraceRecorder::new("agent-a", "sess");
+        trace.span("agent.run", None).finish();
+        let trace_id = trace.trace_id().to_string();
+        tokio::time::timeout(Duration::from_secs(5), telemetry.finish(&trace))
+            .await
+            .expect("finish does not wait for the writer");
+        assert_eq!(telemetry.trace(&trace_id).await.unwrap().map(|record| record.agent), Some("agent-a".into()));
+        let listed = telemetry.traces(Some("agent-a".into()), 10).await.unwrap();
+        assert_eq!(listed.iter().map(|record| record.trace_id.clone()).collect::<Vec<_>>(), vec![trace_id.clone()]);
+        assert!(telemetry.traces(Some("agent-b".into()), 10).await.unwrap().is_empty());
+
+        release.send(()).unwrap();
+        holding.await.unwrap().unwrap();
+        for _ in 0..2000 {
+            if telemetry.pending_traces().is_empty() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        assert!(telemetry.pending_traces().is_empty(), "forgotten once committed");
+        assert_eq!(telemetry.traces(None, 10).await.unwrap().len(), 1, "listed once, from the store");
+        store.close().await.unwrap();
+        drop((telemetry, store));
+        let store = Arc::new(Store::open(dir.path(), 64).unwrap());
+        let telemetry = Telemetry::new(Arc::clone(&store), TelemetrySettings::default());
+        assert!(telemetry.trace(&trace_id).await.unwrap().is_some(), "durable after close");
+        store.close().await.unwrap();
     }
 }
