@@ -4,11 +4,11 @@
 //! Run with `cargo bench --bench runs`. Prints runs/s and the p50/p99 latency of a run as the
 //! client sees it; the upstream answers at once, so that latency is what Astromesh adds.
 //!
-//! Measured on the 2-core reference machine (idle, bench at nice -20): 2,890 runs/s, p50 5.1 ms,
-//! p99 13.6 ms. It was 636 runs/s (p99 72 ms) while each run awaited two writer commits (history
-//! as a closure with its own commit, then the trace) on a disk shared with builds. The process
-//! uses ~0.75 of its 2 cores: a run still waits for the writer twice (its history's durable
-//! commit, then its lazy trace write queued behind the next batch's fsync).
+//! Measured on the 2-core reference machine (idle, bench at nice -20, three runs): 2,840-3,050
+//! runs/s, p50 4.9 ms, p99 13.5-14.5 ms. It was 636 runs/s (p99 72 ms) while each run awaited
+//! two writer commits (history as a closure with its own commit, then the trace) on a disk
+//! shared with builds. The process uses under one of its 2 cores: a run waits for its history's
+//! durable commit, and the p99 follows this disk's slowest fsyncs.
 
 #[path = "../tests/support/llm.rs"]
 #[allow(dead_code)]

@@ -4,6 +4,10 @@
 //! Run with `cargo bench --bench telemetry`. "without" is the same loop with telemetry doing
 //! nothing; the difference is what tracing adds to a run, sequentially (one run at a time: the
 //! commit's fsync is paid in full) and with 16 concurrent runs (group commit shares it).
+//!
+//! Measured on the 2-core reference machine (idle, nice -20): recording 0.008 ms/run; persisting
+//! adds 0.015 ms sequential and 0.025 ms at 16 concurrent runs (a run only queues its trace's
+//! lazy write; reads see it among the pending traces until the writer commits it).
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
