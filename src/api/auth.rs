@@ -90,7 +90,11 @@ fn is_open(method: &Method, path: &str) -> bool {
 /// The key a request presents, if any: `Authorization: Bearer`, `X-API-Key`, or on a WebSocket
 /// upgrade the `api_key` query parameter.
 fn presented_key(request: &Request) -> Option<Vec<u8>> {
-    let headers = request.headers();
+    presented_key_in(request.headers(), request.uri())
+}
+
+/// `presented_key` from a request's parts (the WebSocket handler has no `Request`).
+pub(crate) fn presented_key_in(headers: &HeaderMap, uri: &axum::http::Uri) -> Option<Vec<u8>> {
     if let Some(value) = headers.get(header::AUTHORIZATION) {
         let bytes = value.as_bytes();
         let scheme = b"bearer ";
@@ -102,7 +106,7 @@ fn presented_key(request: &Request) -> Option<Vec<u8>> {
         return Some(value.as_bytes().trim_ascii().to_vec());
     }
     if is_websocket_upgrade(headers) {
-        let query = request.uri().query().unwrap_or_default();
+        let query = uri.query().unwrap_or_default();
         return form_urlencoded::parse(query.as_bytes())
             .find(|(name, _)| name == "api_key")
             .map(|(_, value)| value.into_owned().into_bytes());

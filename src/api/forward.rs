@@ -117,7 +117,7 @@ pub(crate) async fn proxy_socket(
     targets: &[(String, String)],
     agent: &str,
     session: Option<&str>,
-    credentials: &[(axum::http::HeaderName, axum::http::HeaderValue)],
+    api_key: Option<&axum::http::HeaderValue>,
     client: WebSocket,
 ) -> Option<WebSocket> {
     let query = session.map(|session| format!("?session_id={}", utf8_percent_encode(session, NON_ALPHANUMERIC)));
@@ -134,8 +134,8 @@ pub(crate) async fn proxy_socket(
         if let Ok(value) = mesh.node_id().parse() {
             request.headers_mut().insert(FORWARDED_HEADER, value);
         }
-        for (name, value) in credentials {
-            request.headers_mut().insert(name.clone(), value.clone());
+        if let Some(key) = api_key {
+            request.headers_mut().insert("x-api-key", key.clone());
         }
         match tokio_tungstenite::connect_async(request).await {
             Ok((upstream, _)) => {
@@ -197,22 +197,9 @@ async fn pump(app: &AppState, client: WebSocket, upstream: Upstream) {
     }
 }
 
-/// The API key a socket's client presented (`Authorization`, `X-API-Key`, or the upgrade's
-/// `?api_key=`), as headers for the peer it is proxied to: the peer checks the same keys.
-pub(crate) fn socket_credentials(
-    headers: &axum::http::HeaderMap,
-    query: Option<&str>,
-) -> Vec<(axum::http::HeaderName, axum::http::HeaderValue)> {
-    let mut credentials: Vec<(axum::http::HeaderName, axum::http::HeaderValue)> =
-        [axum::http::header::AUTHORIZATION, axum::http::HeaderName::from_static("x-api-key")]
-            .into_iter()
-            .filter_map(|name| headers.get(&name).map(|value| (name, value.clone())))
-            .collect();
-    if credentials.is_empty() {
-        let key = form_urlencoded::parse(query.unwrap_or_default().as_bytes()).find(|(name, _)| name == "api_key");
-        if let Some(value) = key.and_then(|(_, key)| axum::http::HeaderValue::from_str(&key).ok()) {
-            credentials.push((axum::http::HeaderName::from_static("x-api-key"), value));
-        }
-    }
-    credentials
+/// The API key a socket's client presented (as `auth` reads it: `Authorization: Bearer`,
+/// `X-API-Key` or the upgrade's `?api_key=`), to present as `X-API-Key` to the peer the socket
+/// is proxied to: the peer checks the same keys.
+pub(crate) fn socket_api_key(headers: &HeaderMap, uri: &axum::http::Uri) -> Option<axum::http::HeaderValue> {
+    super::auth::presented_key_in(headers, uri).and_then(|key| axum::http::HeaderValue::from_bytes(&key).ok())
 }

@@ -50,8 +50,8 @@ async fn upgrade(
 ) -> Response {
     let session = query.session_id;
     let forwarded = headers.contains_key(FORWARDED_HEADER);
-    let credentials = forward::socket_credentials(&headers, uri.query());
-    socket.on_upgrade(move |socket| serve(app, name, session, forwarded, credentials, socket))
+    let api_key = forward::socket_api_key(&headers, &uri);
+    socket.on_upgrade(move |socket| serve(app, name, session, forwarded, api_key, socket))
 }
 
 type Sender = SplitSink<WebSocket, Message>;
@@ -65,7 +65,7 @@ async fn serve(
     agent: String,
     default_session: Option<String>,
     forwarded: bool,
-    credentials: Vec<(axum::http::HeaderName, axum::http::HeaderValue)>,
+    api_key: Option<axum::http::HeaderValue>,
     socket: WebSocket,
 ) {
     let mut socket = socket;
@@ -75,8 +75,16 @@ async fn serve(
         message = format!("Agent '{agent}' not found in cluster");
         let key = default_session.clone().unwrap_or_else(|| format!("{:016x}", rand::random::<u64>()));
         if let (false, Route::Remote(targets)) = (forwarded, mesh.route(&agent, &key)) {
-            match forward::proxy_socket(&app, &mesh, &targets, &agent, default_session.as_deref(), &credentials, socket)
-                .await
+            match forward::proxy_socket(
+                &app,
+                &mesh,
+                &targets,
+                &agent,
+                default_session.as_deref(),
+                api_key.as_ref(),
+                socket,
+            )
+            .await
             {
                 None => return,
                 Some(unproxied) => {
