@@ -104,9 +104,7 @@ impl App {
         let runtime = Runtime::new(config.clone(), store.clone(), telemetry.clone(), tools.clone(), rag.clone());
         let shutdown = CancellationToken::new();
         let mesh = if config.runtime.mesh.enabled {
-            let hosted =
-                runtime.agents().into_iter().filter(|entry| entry.config().is_some()).map(|entry| entry.name).collect();
-            Some(mesh::Mesh::new(&config.runtime.mesh, hosted)?)
+            Some(mesh::Mesh::new(&config.runtime.mesh, runtime.ready_agent_names())?)
         } else {
             None
         };
@@ -261,9 +259,7 @@ impl Reloader {
         systemd::reloading();
         let report = self.runtime.reload().await;
         if let (Ok(_), Some(mesh)) = (&report, &self.mesh) {
-            let hosted =
-                self.runtime.agents().into_iter().filter(|entry| entry.config().is_some()).map(|entry| entry.name);
-            mesh.set_agents(hosted.collect());
+            mesh.set_agents(self.runtime.ready_agent_names());
         }
         systemd::ready();
         report

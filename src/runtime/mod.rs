@@ -231,6 +231,11 @@ impl Runtime {
         self.agent_set().entries.clone()
     }
 
+    /// The names of the agents this node can run now (the mesh advertises them).
+    pub fn ready_agent_names(&self) -> Vec<String> {
+        self.agent_set().ready.keys().cloned().collect()
+    }
+
     pub fn agent(&self, name: &str) -> Option<AgentEntry> {
         self.agent_set().entries.iter().find(|entry| entry.name == name).cloned()
     }
