@@ -7,14 +7,15 @@
 use std::time::{Duration, Instant};
 
 use astromesh::mesh::membership::NodeState;
-use futures_util::{SinkExt, StreamExt};
-use serde_json::{json, Value};
+use futures_util::SinkExt;
+use serde_json::json;
 use tokio_tungstenite::tungstenite::Message;
 
 use crate::runs::agent;
 use crate::support::llm::{Reply, ScriptedLlm};
 use crate::support::mesh::{cluster, eventually, MeshNode, NodeSpec, Timings};
 use crate::support::{send, TestApp};
+use crate::websocket::until_end;
 
 const FAST: Timings = Timings::FAST;
 
@@ -128,16 +129,7 @@ async fn three_nodes_join_through_one_seed_converge_and_forward_runs() {
     let ws_url = format!("ws://{}/v1/ws/agent/helper?session_id=ws-fw", a.address);
     let (mut socket, _) = tokio_tungstenite::connect_async(ws_url).await.expect("websocket connects");
     socket.send(Message::Text(r#"{"query": "stream it"}"#.into())).await.unwrap();
-    let mut frames: Vec<Value> = Vec::new();
-    while let Some(message) = socket.next().await {
-        let Message::Text(text) = message.unwrap() else { continue };
-        let frame: Value = serde_json::from_str(&text).unwrap();
-        let end = frame["type"] == "done" || frame["type"] == "error";
-        frames.push(frame);
-        if end {
-            break;
-        }
-    }
+    let frames = until_end(&mut socket).await;
     let done = frames.last().unwrap();
     assert_eq!(done["type"], "done", "{frames:?}");
     assert_eq!(done["session_id"], "ws-fw");
@@ -193,14 +185,8 @@ async fn api_keys_and_the_mesh_secret_guard_their_own_endpoints_and_reloads_reac
     let ws_url = format!("ws://{}/v1/ws/agent/helper?api_key=api-key-1", a.address);
     let (mut socket, _) = tokio_tungstenite::connect_async(ws_url).await.expect("websocket connects");
     socket.send(Message::Text(r#"{"query": "stream it"}"#.into())).await.unwrap();
-    let mut last = Value::Null;
-    while let Some(message) = socket.next().await {
-        let Message::Text(text) = message.unwrap() else { continue };
-        last = serde_json::from_str(&text).unwrap();
-        if last["type"] == "done" || last["type"] == "error" {
-            break;
-        }
-    }
+    let frames = until_end(&mut socket).await;
+    let last = frames.last().unwrap();
     assert_eq!(last["type"], "done", "{last}");
 
     // A reload on mk-a that adds an agent: peers learn it from the next heartbeats.

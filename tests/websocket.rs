@@ -19,7 +19,7 @@ async fn send(socket: &mut Socket, frame: &str) {
 }
 
 /// Reads frames until (and including) `done` or `error`.
-async fn until_end(socket: &mut Socket) -> Vec<Value> {
+pub(crate) async fn until_end(socket: &mut Socket) -> Vec<Value> {
     let mut frames = Vec::new();
     while let Some(message) = socket.next().await {
         let Message::Text(text) = message.unwrap() else { continue };

@@ -282,17 +282,12 @@ impl Store {
         self.submit(ops, true).await
     }
 
-    /// One op, acknowledged as soon as it is committed and visible to readers, without waiting
-    /// for the fsync: it becomes durable with the next durable commit, which the writer makes as
-    /// soon as its queue is empty (and at close). For data whose loss in a crash in that window
-    /// is acceptable (traces), so that recording it does not add an fsync to a request.
-    pub async fn write_lazy(&self, op: WriteOp) -> Result<(), StoreError> {
-        self.submit(vec![op], false).await
-    }
-
-    /// Queues a lazy write (see `write_lazy`) and returns once it is in the writer's queue, with
-    /// the receiver of its acknowledgement. Queued writes are applied even if the caller goes
-    /// away, and `close` drains them.
+    /// Queues a lazy write and returns once it is in the writer's queue, with its pending
+    /// acknowledgement. The write is acknowledged as soon as it is committed and visible to
+    /// readers, without waiting for an fsync: it becomes durable with the next durable commit,
+    /// which the writer makes as soon as its queue is empty (and at close). For data whose loss
+    /// in a crash in that window is acceptable (traces). Queued writes are applied even if the
+    /// caller goes away, and `close` drains them.
     pub async fn enqueue_lazy(&self, op: WriteOp) -> Result<Acknowledgement, StoreError> {
         let answer = self.enqueue(vec![op], false).await?;
         Ok(Acknowledgement(answer))

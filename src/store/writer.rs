@@ -14,7 +14,7 @@
 //! (an I/O error), every job of the batch gets `BatchFailed`, although readers may already have
 //! seen the non-durable part: an unacknowledged write may or may not survive, as after a crash.
 //!
-//! Lazy jobs (`Store::write_lazy`, for telemetry) are committed with `Durability::None` as soon
+//! Lazy jobs (`Store::enqueue_lazy`, for telemetry) are committed with `Durability::None` as soon
 //! as they are applied and acknowledged at once: visible to readers, durable with the next
 //! durable commit. A batch of lazy jobs only owes a durable commit, which the thread makes as
 //! soon as its queue is empty (or closes), so lazy writes never wait for an fsync and never
