@@ -319,7 +319,7 @@ async fn lazy_writes_do_not_wait_for_the_durable_commit_and_are_made_durable() {
     let dir = tempfile::tempdir().unwrap();
     let store = Arc::new(Store::open(dir.path(), QUEUE).unwrap());
     // Alone: answered once visible; the writer then makes it durable on its own.
-    store.enqueue_lazy(put(Table::Metrics, b"alone", b"1")).await.unwrap().wait().await.unwrap();
+    store.enqueue_lazy(vec![put(Table::Metrics, b"alone", b"1")]).await.unwrap().wait().await.unwrap();
     assert_eq!(store.get(Table::Metrics, b"alone").unwrap().as_deref(), Some(&b"1"[..]));
     for _ in 0..2000 {
         if store.stats().commits >= 1 {
@@ -329,7 +329,7 @@ async fn lazy_writes_do_not_wait_for_the_durable_commit_and_are_made_durable() {
     }
     assert_eq!(store.stats().commits, 1, "the owed durable commit is made when the queue is empty");
 
-    // In a batch with durable writes: the lazy one is answered before the batch's durable commit.
+    // In a batch with durable writes: the lazy one shares their transaction and commit.
     let (hold, started, release) = hold_writer();
     let holding = {
         let store = Arc::clone(&store);
@@ -342,7 +342,7 @@ async fn lazy_writes_do_not_wait_for_the_durable_commit_and_are_made_durable() {
     };
     let lazy = {
         let store = Arc::clone(&store);
-        tokio::spawn(async move { store.enqueue_lazy(put(Table::Metrics, b"lazy", b"3")).await?.wait().await })
+        tokio::spawn(async move { store.enqueue_lazy(vec![put(Table::Metrics, b"lazy", b"3")]).await?.wait().await })
     };
     wait_queued(&store, 2).await;
     release.send(()).unwrap();

@@ -14,23 +14,32 @@
 //! (an I/O error), every job of the batch gets `BatchFailed`, although readers may already have
 //! seen the non-durable part: an unacknowledged write may or may not survive, as after a crash.
 //!
-//! Lazy jobs (`Store::enqueue_lazy`, for telemetry) are committed with `Durability::None` as soon
-//! as they are applied and acknowledged at once: visible to readers, durable with the next
-//! durable commit. A batch of lazy jobs only owes a durable commit, which the thread makes as
-//! soon as its queue is empty (or closes), so lazy writes never wait for an fsync and never
-//! stay volatile for longer than the queue stays busy.
+//! Lazy jobs (`Store::enqueue_lazy`, for telemetry) do not wait for an fsync of their own. A
+//! data-only lazy job joins the batch's shared transaction like any other and is answered when
+//! the batch commits: durably if the batch holds a durable job, otherwise with
+//! `Durability::None` (visible to readers, durable with the next durable commit). A lazy job
+//! with a closure is committed with `Durability::None` right after it runs and answered at once.
+//! Committed but not yet durable work leaves a durable commit owed: the next batch holding a
+//! durable job pays it, and if none comes within `OWED_DURABLE_WITHIN` (or the queue closes) the
+//! thread makes an empty durable commit. Why wait: under load an immediate empty commit was an
+//! extra fsync that the next history writes queued behind.
 //!
 //! Not here: the public API and the reads (`store`).
 
 use std::collections::VecDeque;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
 
 use redb::{Database, Durability, WriteTransaction};
 use tokio::sync::{mpsc, oneshot};
 use tracing::{debug, error, warn};
 
 use super::{prefix_end, prefix_range, Counters, StoreError, WriteOp};
+
+/// Lazy writes committed without an fsync are made durable within this time: by the next batch
+/// holding a durable write if one comes, otherwise by an empty durable commit.
+const OWED_DURABLE_WITHIN: Duration = Duration::from_millis(50);
 
 /// A batch stops growing at this many ops: it bounds the latency of the first job in it and the
 /// size of a transaction. 1024 ops of a few hundred bytes commit in a few milliseconds.
@@ -56,19 +65,28 @@ impl Drop for AliveGuard<'_> {
 /// The writer thread's body: runs until every sender is dropped and the queue is drained.
 pub(super) fn run(db: &Database, mut jobs: mpsc::Receiver<Job>, counters: &Counters, alive: &AtomicBool) {
     let _alive = AliveGuard(alive);
-    // Lazy jobs have been committed non-durably and no durable commit has followed yet.
-    let mut owed = false;
+    // Lazy jobs have been committed non-durably and no durable commit has followed yet: since when.
+    let mut owed: Option<Instant> = None;
+    // Waits for the next job with a deadline (tokio's `blocking_recv` has none).
+    let timer = tokio::runtime::Builder::new_current_thread().enable_time().build();
     loop {
-        let first = if owed {
-            match jobs.try_recv() {
-                Ok(job) => job,
-                Err(mpsc::error::TryRecvError::Empty) => {
-                    owed = !make_durable(db, counters);
-                    continue;
-                }
-                Err(mpsc::error::TryRecvError::Disconnected) => {
+        let first = if let Some(since) = owed {
+            // A durable job arriving soon makes the owed commit for free; wait for one, a while.
+            let left = OWED_DURABLE_WITHIN.saturating_sub(since.elapsed());
+            let next = match &timer {
+                // The timeout must be made inside `block_on`: it needs the runtime's timer.
+                Ok(timer) => timer.block_on(async { tokio::time::timeout(left, jobs.recv()).await }).ok(),
+                Err(_) => jobs.try_recv().ok().map(Some),
+            };
+            match next {
+                Some(Some(job)) => job,
+                Some(None) => {
                     make_durable(db, counters);
                     break;
+                }
+                None => {
+                    owed = if make_durable(db, counters) { None } else { Some(Instant::now()) };
+                    continue;
                 }
             }
         } else {
@@ -90,7 +108,11 @@ pub(super) fn run(db: &Database, mut jobs: mpsc::Receiver<Job>, counters: &Count
         }
         let (made_durable, lazy_committed) = commit_batch(db, batch, counters);
         // A durable commit covers every earlier non-durable one.
-        owed = !made_durable && (owed || lazy_committed);
+        owed = match (made_durable, owed) {
+            (true, _) => None,
+            (false, Some(since)) => Some(since),
+            (false, None) => lazy_committed.then(Instant::now),
+        };
     }
     debug!("store writer: queue closed and drained, exiting");
 }
@@ -115,6 +137,7 @@ fn commit_batch(db: &Database, batch: Vec<Job>, counters: &Counters) -> (bool, b
     let mut lazy_committed = false;
     let mut replies: Vec<Option<oneshot::Sender<Result<(), StoreError>>>> = Vec::with_capacity(batch.len());
     let mut op_counts = Vec::with_capacity(batch.len());
+    let mut durables = Vec::with_capacity(batch.len());
     let mut failures: Vec<Option<StoreError>> = Vec::with_capacity(batch.len());
     let mut txn: Option<WriteTransaction> = None;
     // Data-only jobs applied in `txn`, kept so they can be replayed if a later job fails.
@@ -124,6 +147,7 @@ fn commit_batch(db: &Database, batch: Vec<Job>, counters: &Counters) -> (bool, b
         let durable = job.durable;
         replies.push(Some(job.reply));
         op_counts.push(job.ops.len());
+        durables.push(durable);
         failures.push(None);
         let current = match txn.take() {
             Some(current) => current,
@@ -136,7 +160,7 @@ fn commit_batch(db: &Database, batch: Vec<Job>, counters: &Counters) -> (bool, b
             },
         };
         let has_custom = job.ops.iter().any(|op| matches!(op, WriteOp::Custom(_)));
-        if durable && !has_custom {
+        if !has_custom {
             match apply_data_ops(&current, &job.ops) {
                 Ok(()) => {
                     segment.push_back((job_idx, job.ops));
@@ -175,41 +199,44 @@ fn commit_batch(db: &Database, batch: Vec<Job>, counters: &Counters) -> (bool, b
         }
     }
 
-    // Every job that has not failed is in `txn` or in an earlier non-durable commit: one
-    // durable commit covers them all. An empty transaction is enough for the latter.
-    // Lazy jobs already answered are not waiting for this commit.
-    let n_ok = failures.iter().zip(&replies).filter(|(failure, reply)| failure.is_none() && reply.is_some()).count();
+    // Every job that has not failed and is not answered yet is in `txn` or in an earlier
+    // non-durable commit. If one of them is durable, one durable commit covers them all (an empty
+    // transaction is enough for the earlier commits); if all are lazy, a non-durable commit makes
+    // them visible and a durable commit is owed.
+    let pending: Vec<usize> =
+        (0..replies.len()).filter(|&idx| failures[idx].is_none() && replies[idx].is_some()).collect();
+    let needs_durable = pending.iter().any(|&idx| durables[idx]);
     let mut made_durable = false;
-    if n_ok > 0 {
-        let durable = match txn.take() {
-            Some(current) => commit(current, Durability::Immediate),
-            None => {
-                db.begin_write().map_err(StoreError::from).and_then(|current| commit(current, Durability::Immediate))
+    if pending.is_empty() {
+        if let Some(current) = txn.take() {
+            abort(current);
+        }
+    } else {
+        let durability = if needs_durable { Durability::Immediate } else { Durability::None };
+        let committed = match txn.take() {
+            Some(current) => commit(current, durability),
+            None if needs_durable => {
+                db.begin_write().map_err(StoreError::from).and_then(|current| commit(current, durability))
             }
+            None => Ok(()),
         };
-        match durable {
+        match committed {
             Ok(()) => {
-                made_durable = true;
-                let n_written: usize = op_counts
-                    .iter()
-                    .zip(failures.iter().zip(&replies))
-                    .filter(|(_, (failure, reply))| failure.is_none() && reply.is_some())
-                    .map(|(count, _)| count)
-                    .sum();
-                counters.commits.fetch_add(1, Ordering::Relaxed);
+                made_durable = needs_durable;
+                lazy_committed |= !needs_durable;
+                let n_written: usize = pending.iter().map(|&idx| op_counts[idx]).sum();
+                if needs_durable {
+                    counters.commits.fetch_add(1, Ordering::Relaxed);
+                }
                 counters.writes.fetch_add(n_written as u64, Ordering::Relaxed);
             }
             Err(err) => {
-                error!(error = %err, n_jobs = n_ok, "store writer: durable commit failed");
-                for (failure, _) in
-                    failures.iter_mut().zip(&replies).filter(|(failure, reply)| failure.is_none() && reply.is_some())
-                {
-                    *failure = Some(StoreError::BatchFailed { reason: err.to_string() });
+                error!(error = %err, n_jobs = pending.len(), durable = needs_durable, "store writer: batch commit failed");
+                for &idx in &pending {
+                    failures[idx] = Some(StoreError::BatchFailed { reason: err.to_string() });
                 }
             }
         }
-    } else if let Some(current) = txn.take() {
-        abort(current);
     }
 
     for (reply, failure) in replies.into_iter().zip(failures) {

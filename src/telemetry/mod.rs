@@ -7,8 +7,10 @@
 
 mod metrics;
 mod otlp;
+mod retention;
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicUsize};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -19,6 +21,7 @@ use serde_json::{Map, Value};
 pub use metrics::{series_key, HistogramSnapshot, Metrics, MetricsSnapshot};
 
 use crate::store::{Store, StoreError, Table, WriteOp};
+use retention::{count_stored, Retention};
 
 /// One finished span, as stored and served.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -209,6 +212,8 @@ pub struct Telemetry {
     metrics: Metrics,
     settings: TelemetrySettings,
     exporter: Option<otlp::Exporter>,
+    /// Retention bookkeeping (see `finish`).
+    retention: Arc<Retention>,
 }
 
 /// Retention and export settings (from `spec.observability`).
@@ -251,37 +256,6 @@ fn now_micros() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map(|elapsed| elapsed.as_micros() as u64).unwrap_or_default()
 }
 
-/// Evicts from the oldest end until at most `max_traces` remain and none started before
-/// `cutoff_micros`. Runs inside the writer's transaction: each eviction is one `pop`-like step
-/// (O(log n)), so enforcing retention on every write costs almost nothing.
-fn evict(txn: &redb::WriteTransaction, max_traces: usize, cutoff_micros: u64) -> Result<usize, StoreError> {
-    use redb::{ReadableTable, ReadableTableMetadata};
-    let mut table = txn.open_table(Table::Traces.definition())?;
-    let mut count = (table.len()? / 2) as usize;
-    let mut evicted = 0;
-    loop {
-        let oldest = {
-            let mut range = table.range(TIME_RANGE.0..TIME_RANGE.1)?;
-            match range.next_back() {
-                Some(entry) => entry?.0.value().to_vec(),
-                None => break,
-            }
-        };
-        let started = oldest.get(1..9).and_then(|bytes| bytes.try_into().ok()).map(u64::from_be_bytes);
-        let started = u64::MAX - started.unwrap_or(u64::MAX);
-        if count <= max_traces && started >= cutoff_micros {
-            break;
-        }
-        table.remove(oldest.as_slice())?;
-        let mut id_key = vec![ID_PREFIX];
-        id_key.extend_from_slice(oldest.get(9..).unwrap_or_default());
-        table.remove(id_key.as_slice())?;
-        count = count.saturating_sub(1);
-        evicted += 1;
-    }
-    Ok(evicted)
-}
-
 impl Telemetry {
     /// Builds the telemetry and loads the saved metrics snapshot (blocking: call at startup).
     pub fn new(store: Arc<Store>, settings: TelemetrySettings) -> Telemetry {
@@ -295,15 +269,26 @@ impl Telemetry {
             Err(error) => tracing::warn!("cannot load saved metrics, starting from zero: {error}"),
         }
         let exporter = settings.otlp_endpoint.as_deref().and_then(otlp::Exporter::start);
-        Telemetry { store, pending: Arc::default(), metrics, settings, exporter }
+        let stored = count_stored(&store).unwrap_or_else(|error| {
+            tracing::warn!("cannot count stored traces: {error}");
+            0
+        });
+        let retention = Arc::new(Retention {
+            store: Arc::clone(&store),
+            max_traces: settings.max_traces,
+            max_age: settings.max_age,
+            stored: AtomicUsize::new(stored),
+            evicting: AtomicBool::new(false),
+        });
+        Telemetry { store, pending: Arc::default(), metrics, settings, exporter, retention }
     }
 
     pub fn metrics(&self) -> &Metrics {
         &self.metrics
     }
 
-    /// Stores a finished trace (evicting past the retention limits in the same commit) and
-    /// hands it to the OTLP exporter, if any. Never fails the run: errors are logged.
+    /// Stores a finished trace (queueing an eviction when past the retention limits, see
+    /// `Retention`) and hands it to the OTLP exporter, if any. Never fails the run: errors are logged.
     pub async fn finish(&self, trace: &TraceRecorder) {
         let record = trace.into_record();
         if let Some(exporter) = &self.exporter {
@@ -323,16 +308,10 @@ impl Telemetry {
                 return;
             }
         };
-        let max_traces = self.settings.max_traces;
-        let cutoff = now_micros().saturating_sub(self.settings.max_age.as_micros() as u64);
-        let op = WriteOp::Custom(Box::new(move |txn| {
-            {
-                let mut table = txn.open_table(Table::Traces.definition())?;
-                table.insert(key.as_slice(), value.as_slice())?;
-                table.insert(id_key.as_slice(), key.as_slice())?;
-            }
-            evict(txn, max_traces, cutoff).map(drop)
-        }));
+        let ops = vec![
+            WriteOp::Put { table: Table::Traces, key: id_key, value: key.clone() },
+            WriteOp::Put { table: Table::Traces, key, value },
+        ];
         // The run waits only for the write to be queued: until the writer commits it (lazily:
         // durable with its next durable commit), reads find the trace in `pending`.
         let trace_id = record.trace_id.clone();
@@ -342,8 +321,9 @@ impl Telemetry {
             pending.lock().unwrap_or_else(std::sync::PoisonError::into_inner).remove(&trace_id);
             trace_id
         };
-        match self.store.enqueue_lazy(op).await {
+        match self.store.enqueue_lazy(ops).await {
             Ok(acknowledgement) => {
+                self.retention.count_one().await;
                 tokio::spawn(async move {
                     let result = acknowledgement.wait().await;
                     let trace_id = forget();
@@ -365,9 +345,7 @@ impl Telemetry {
 
     /// Evicts traces past the age limit (the periodic sweep; writes also evict).
     pub async fn evict_expired(&self) -> Result<(), StoreError> {
-        let max_traces = self.settings.max_traces;
-        let cutoff = now_micros().saturating_sub(self.settings.max_age.as_micros() as u64);
-        self.store.write(WriteOp::Custom(Box::new(move |txn| evict(txn, max_traces, cutoff).map(drop)))).await
+        self.store.write(self.retention.eviction()).await
     }
 
     /// Newest first, optionally only one agent's, at most `limit`. Reads on the blocking pool.
@@ -424,8 +402,9 @@ impl Telemetry {
                 records.iter().map(|record| record.trace_id.clone()).collect();
             records.extend(pending.into_iter().filter(|record| !stored.contains(&record.trace_id)));
             records.sort_by(|a, b| b.start_time.total_cmp(&a.start_time));
-            records.truncate(limit);
         }
+        // An eviction may be queued but not applied yet: list no more than the limit keeps.
+        records.truncate(limit.min(self.settings.max_traces));
         Ok(records)
     }
 
