@@ -48,6 +48,40 @@ async fn client(address: String, client_idx: usize) -> Vec<Duration> {
     latencies
 }
 
+/// Where a run's time goes, from the traces of the last 100 runs: mean and max per span name.
+async fn print_span_breakdown(address: &str) {
+    let stream = tokio::net::TcpStream::connect(address).await.expect("connect");
+    let (mut sender, connection) =
+        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream)).await.expect("handshake");
+    tokio::spawn(connection);
+    let request = Request::get("/v1/traces?agent=bench&limit=100")
+        .header("host", address)
+        .body(http_body_util::Empty::<bytes::Bytes>::new())
+        .expect("request");
+    let body = sender.send_request(request).await.expect("traces").into_body().collect().await.expect("body");
+    let traces: serde_json::Value = serde_json::from_slice(&body.to_bytes()).expect("traces json");
+    let mut by_name: std::collections::BTreeMap<String, Vec<f64>> = std::collections::BTreeMap::new();
+    for span in traces["traces"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .flat_map(|trace| trace["spans"].as_array().into_iter().flatten())
+    {
+        if let (Some(name), Some(duration)) = (span["name"].as_str(), span["duration_ms"].as_f64()) {
+            by_name.entry(name.to_owned()).or_default().push(duration);
+        }
+    }
+    let parts: Vec<String> = by_name
+        .iter()
+        .map(|(name, durations)| {
+            let mean = durations.iter().sum::<f64>() / durations.len() as f64;
+            let max = durations.iter().copied().fold(0.0, f64::max);
+            format!("{name} {mean:.2}/{max:.2}")
+        })
+        .collect();
+    println!("spans of the last 100 runs, mean/max ms: {}", parts.join(", "));
+}
+
 fn main() {
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("runtime");
     runtime.block_on(async {
@@ -81,13 +115,15 @@ fn main() {
         latencies.sort();
         let percentile = |p: f64| latencies[((latencies.len() as f64 - 1.0) * p) as usize].as_secs_f64() * 1000.0;
         println!(
-            "runs: {CLIENTS} clients, {} runs in {:.2} s: {:.0} runs/s; latency p50 {:.2} ms, p99 {:.2} ms (upstream at zero delay, history persisted)",
+            "runs: {CLIENTS} clients, {} runs in {:.2} s: {:.0} runs/s; latency p50 {:.2} ms, p90 {:.2} ms, p99 {:.2} ms (upstream at zero delay, history persisted)",
             latencies.len(),
             elapsed.as_secs_f64(),
             latencies.len() as f64 / elapsed.as_secs_f64(),
             percentile(0.50),
+            percentile(0.90),
             percentile(0.99),
         );
+        print_span_breakdown(&address).await;
         shutdown.cancel();
         let _ = server.await;
     });
