@@ -17,6 +17,7 @@ pub mod config;
 pub mod embed;
 pub mod memory;
 pub mod mesh;
+pub mod net;
 pub mod orchestration;
 pub mod providers;
 pub mod rag;

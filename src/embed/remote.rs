@@ -25,12 +25,13 @@ pub struct RemoteEmbedder {
 
 impl RemoteEmbedder {
     pub fn new(config: RemoteEmbedderConfig) -> RemoteEmbedder {
-        let agent = ureq::Agent::config_builder()
-            .http_status_as_error(false)
-            .timeout_global(Some(config.timeout))
-            .user_agent(concat!("astromesh/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .new_agent();
+        let agent = crate::net::agent(
+            ureq::Agent::config_builder()
+                .http_status_as_error(false)
+                .timeout_global(Some(config.timeout))
+                .user_agent(concat!("astromesh/", env!("CARGO_PKG_VERSION")))
+                .build(),
+        );
         RemoteEmbedder { config, agent }
     }
 

@@ -49,12 +49,13 @@ impl HttpEndpoint {
                 .map_err(|_| ProviderError::Unsupported(format!("invalid value for header \"{name}\"")))?;
             headers.push((header_name, header_value));
         }
-        let agent = ureq::Agent::config_builder()
-            .http_status_as_error(false)
-            .timeout_connect(Some(candidate.connect_timeout))
-            .user_agent(concat!("astromesh/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .new_agent();
+        let agent = crate::net::agent(
+            ureq::Agent::config_builder()
+                .http_status_as_error(false)
+                .timeout_connect(Some(candidate.connect_timeout))
+                .user_agent(concat!("astromesh/", env!("CARGO_PKG_VERSION")))
+                .build(),
+        );
         Ok(HttpEndpoint {
             agent,
             base: candidate.endpoint.trim_end_matches('/').to_string(),

@@ -1,0 +1,123 @@
+//! Outbound HTTP plumbing shared by our ureq agents (providers, remote embedders, OTLP export):
+//! `agent`, which builds an agent on `CachingResolver`.
+//!
+//! Why: ureq's `DefaultResolver` runs on every call, before the agent looks for a pooled
+//! connection, and when a timeout is set it resolves on a freshly spawned thread. That was one
+//! thread spawn per LLM call (with the allocator's fresh pages for it) even against
+//! `127.0.0.1`. `CachingResolver` answers IP literals at once and keeps a host name's
+//! addresses for `TTL`; a miss goes to the default resolver, timeout and all.
+//!
+//! Not here: the fetch tool's resolver (`tools/fetch.rs`), which must check every resolution
+//! against its address policy and so never caches.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use ureq::config::Config;
+use ureq::http::Uri;
+use ureq::unversioned::resolver::{DefaultResolver, ResolvedSocketAddrs, Resolver};
+use ureq::unversioned::transport::{DefaultConnector, NextTimeout};
+
+/// How long a host name's addresses are reused.
+const TTL: Duration = Duration::from_secs(30);
+/// Entries kept at most (endpoints come from configuration, so a handful in practice).
+const MAX_ENTRIES: usize = 256;
+
+/// A ureq agent with `config` that resolves through a `CachingResolver`.
+pub fn agent(config: Config) -> ureq::Agent {
+    ureq::Agent::with_parts(config, DefaultConnector::new(), CachingResolver::default())
+}
+
+/// Resolves IP literals without a lookup and caches host names for `TTL`.
+#[derive(Debug, Default)]
+pub struct CachingResolver {
+    inner: DefaultResolver,
+    /// `host:port` → when resolved, addresses. A `std` mutex: never held across a lookup.
+    cache: Mutex<HashMap<String, (Instant, ResolvedSocketAddrs)>>,
+}
+
+impl CachingResolver {
+    fn cached(&self, key: &str) -> Option<ResolvedSocketAddrs> {
+        let cache = self.cache.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        cache.get(key).filter(|(at, _)| at.elapsed() < TTL).map(|(_, addrs)| addrs.clone())
+    }
+
+    fn remember(&self, key: String, addrs: &ResolvedSocketAddrs) {
+        let mut cache = self.cache.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if cache.len() >= MAX_ENTRIES {
+            cache.retain(|_, (at, _)| at.elapsed() < TTL);
+            if cache.len() >= MAX_ENTRIES {
+                cache.clear();
+            }
+        }
+        cache.insert(key, (Instant::now(), addrs.clone()));
+    }
+}
+
+impl Resolver for CachingResolver {
+    fn resolve(&self, uri: &Uri, config: &Config, timeout: NextTimeout) -> Result<ResolvedSocketAddrs, ureq::Error> {
+        let key = match (uri.scheme(), uri.authority()) {
+            (Some(scheme), Some(authority)) => DefaultResolver::host_and_port(scheme, authority),
+            _ => None,
+        };
+        // Anything we cannot key (a malformed URI) gets the default resolver's own error.
+        let Some(key) = key else {
+            return self.inner.resolve(uri, config, timeout);
+        };
+        if let Ok(literal) = key.parse::<SocketAddr>() {
+            let mut addrs = self.empty();
+            addrs.push(literal);
+            return Ok(addrs);
+        }
+        if let Some(addrs) = self.cached(&key) {
+            return Ok(addrs);
+        }
+        let addrs = self.inner.resolve(uri, config, timeout)?;
+        self.remember(key, &addrs);
+        Ok(addrs)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn resolve(resolver: &CachingResolver, url: &str) -> Vec<SocketAddr> {
+        let uri: Uri = url.parse().unwrap();
+        let config = Config::default();
+        let timeout = NextTimeout {
+            after: ureq::unversioned::transport::time::Duration::NotHappening,
+            reason: ureq::Timeout::Resolve,
+            per_read: None,
+            per_write: None,
+        };
+        resolver.resolve(&uri, &config, timeout).unwrap().to_vec()
+    }
+
+    #[test]
+    fn ip_literals_need_no_lookup_and_ports_default_by_scheme() {
+        let resolver = CachingResolver::default();
+        assert_eq!(resolve(&resolver, "http://127.0.0.1:8080/v1"), vec!["127.0.0.1:8080".parse().unwrap()]);
+        assert_eq!(resolve(&resolver, "http://[::1]/x"), vec!["[::1]:80".parse().unwrap()]);
+        assert_eq!(resolve(&resolver, "https://10.0.0.7/x"), vec!["10.0.0.7:443".parse().unwrap()]);
+        assert!(resolver.cache.lock().unwrap().is_empty(), "literals are not cached");
+    }
+
+    #[test]
+    fn host_names_are_resolved_once_then_served_from_the_cache() {
+        let resolver = CachingResolver::default();
+        let first = resolve(&resolver, "http://localhost:9000/");
+        assert!(first.iter().all(|addr| addr.ip().is_loopback() && addr.port() == 9000), "{first:?}");
+        assert!(resolver.cached("localhost:9000").is_some());
+        // Replace the cached answer: a second call must return it, not look the name up again.
+        let mut planted = resolver.empty();
+        planted.push("127.0.0.9:9000".parse().unwrap());
+        resolver.remember("localhost:9000".into(), &planted);
+        assert_eq!(resolve(&resolver, "http://localhost:9000/other"), vec!["127.0.0.9:9000".parse().unwrap()]);
+        // An expired entry is looked up again.
+        resolver.cache.lock().unwrap().get_mut("localhost:9000").unwrap().0 = Instant::now() - TTL;
+        assert_eq!(resolve(&resolver, "http://localhost:9000/"), first);
+    }
+}
