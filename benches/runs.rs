@@ -4,11 +4,15 @@
 //! Run with `cargo bench --bench runs`. Prints runs/s and the p50/p99 latency of a run as the
 //! client sees it; the upstream answers at once, so that latency is what Astromesh adds.
 //!
-//! Measured on the 2-core reference machine (idle, bench at nice -20, three runs): 2,840-3,050
-//! runs/s, p50 4.9 ms, p99 13.5-14.5 ms. It was 636 runs/s (p99 72 ms) while each run awaited
-//! two writer commits (history as a closure with its own commit, then the trace) on a disk
-//! shared with builds. The process uses under one of its 2 cores: a run waits for its history's
-//! durable commit, and the p99 follows this disk's slowest fsyncs.
+//! Measured on the 2-core reference machine (release, bench at nice -20, 15 runs on a VM whose
+//! speed varies from minute to minute): 3,110-3,730 runs/s, p50 3.9-4.8 ms, p99 8.9-15.6 ms
+//! (median 11.1 ms). It was 636 runs/s (p99 72 ms) when each run awaited two writer commits,
+//! and ~2,900 runs/s (p99 ~14 ms) before ureq's per-call resolver thread was removed
+//! (`net.rs`), lazy trace writes joined the batch's transaction and mimalloc came in. What is
+//! left of the p99 follows the durable commit's fdatasync on this disk (~0.85 ms median, ~4 ms
+//! at p99, now and then 15-100 ms, stalling every run in flight) and CPU contention: with no
+//! fsync at all the p99 is ~8-10 ms, since the clients and the scripted upstream share the two
+//! cores.
 
 #[path = "../tests/support/llm.rs"]
 #[allow(dead_code)]

@@ -354,7 +354,15 @@ impl Telemetry {
         struct AgentOnly {
             agent: String,
         }
-        let wanted = agent.clone();
+        // Traces still on their way to the store are listed too. Read them before the store: a
+        // trace leaves `pending` only once committed, so one that is not in this snapshot is
+        // found by the scan below (and one in both is listed once).
+        let pending: Vec<TraceRecord> = self
+            .pending_traces()
+            .values()
+            .filter(|record| agent.as_ref().is_none_or(|wanted| &record.agent == wanted))
+            .map(|record| TraceRecord::clone(record))
+            .collect();
         let store = self.store.clone();
         let scan = move || {
             store.read(|txn| {
@@ -389,14 +397,6 @@ impl Telemetry {
                     .map_err(|source| TelemetryError::Malformed { key: String::from_utf8_lossy(&key).into(), source })
             })
             .collect::<Result<_, _>>()?;
-        // Traces still on their way to the store are listed too (once: the write may have
-        // landed between the scan and now).
-        let pending: Vec<TraceRecord> = self
-            .pending_traces()
-            .values()
-            .filter(|record| wanted.as_ref().is_none_or(|agent| &record.agent == agent))
-            .map(|record| TraceRecord::clone(record))
-            .collect();
         if !pending.is_empty() {
             let stored: std::collections::HashSet<String> =
                 records.iter().map(|record| record.trace_id.clone()).collect();
