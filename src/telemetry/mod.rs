@@ -10,7 +10,6 @@ mod otlp;
 mod retention;
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, AtomicUsize};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -21,7 +20,7 @@ use serde_json::{Map, Value};
 pub use metrics::{series_key, HistogramSnapshot, Metrics, MetricsSnapshot};
 
 use crate::store::{Store, StoreError, Table, WriteOp};
-use retention::{count_stored, Retention};
+use retention::Retention;
 
 /// One finished span, as stored and served.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -269,17 +268,7 @@ impl Telemetry {
             Err(error) => tracing::warn!("cannot load saved metrics, starting from zero: {error}"),
         }
         let exporter = settings.otlp_endpoint.as_deref().and_then(otlp::Exporter::start);
-        let stored = count_stored(&store).unwrap_or_else(|error| {
-            tracing::warn!("cannot count stored traces: {error}");
-            0
-        });
-        let retention = Arc::new(Retention {
-            store: Arc::clone(&store),
-            max_traces: settings.max_traces,
-            max_age: settings.max_age,
-            stored: AtomicUsize::new(stored),
-            evicting: AtomicBool::new(false),
-        });
+        let retention = Arc::new(Retention::new(Arc::clone(&store), &settings));
         Telemetry { store, pending: Arc::default(), metrics, settings, exporter, retention }
     }
 
@@ -343,7 +332,8 @@ impl Telemetry {
         self.pending.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    /// Evicts traces past the age limit (the periodic sweep; writes also evict).
+    /// Evicts traces past the age and count limits now (the periodic sweep; between sweeps,
+    /// writes queue an eviction once past the count limit's slack).
     pub async fn evict_expired(&self) -> Result<(), StoreError> {
         self.store.write(self.retention.eviction()).await
     }

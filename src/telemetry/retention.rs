@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::{now_micros, ID_PREFIX, TIME_RANGE};
+use super::{now_micros, TelemetrySettings, ID_PREFIX, TIME_RANGE};
 use crate::store::{Store, StoreError, Table, WriteOp};
 
 /// When to evict: trace writes are plain puts that share the writer's transaction with other
@@ -15,16 +15,31 @@ use crate::store::{Store, StoreError, Table, WriteOp};
 /// count passes `max_traces` by more than `slack`. Between evictions the store may hold up to
 /// `slack` (1% of `max_traces`) more traces than the limit.
 pub(super) struct Retention {
-    pub(super) store: Arc<Store>,
-    pub(super) max_traces: usize,
-    pub(super) max_age: Duration,
+    store: Arc<Store>,
+    max_traces: usize,
+    max_age: Duration,
     /// Traces in the store plus those queued; eviction subtracts what it removed.
-    pub(super) stored: AtomicUsize,
+    stored: AtomicUsize,
     /// An eviction is queued and not yet applied: at most one at a time.
-    pub(super) evicting: AtomicBool,
+    evicting: AtomicBool,
 }
 
 impl Retention {
+    /// Counts the stored traces (blocking: call at startup).
+    pub(super) fn new(store: Arc<Store>, settings: &TelemetrySettings) -> Retention {
+        let stored = count_stored(&store).unwrap_or_else(|error| {
+            tracing::warn!("cannot count stored traces: {error}");
+            0
+        });
+        Retention {
+            store,
+            max_traces: settings.max_traces,
+            max_age: settings.max_age,
+            stored: AtomicUsize::new(stored),
+            evicting: AtomicBool::new(false),
+        }
+    }
+
     fn slack(&self) -> usize {
         self.max_traces / 100
     }
@@ -112,7 +127,7 @@ fn evict(txn: &redb::WriteTransaction, max_traces: usize, cutoff_micros: u64) ->
 }
 
 /// Traces in the store (each has a `t` and an `i` key). Blocking: call at startup.
-pub(super) fn count_stored(store: &Store) -> Result<usize, StoreError> {
+fn count_stored(store: &Store) -> Result<usize, StoreError> {
     use redb::ReadableTableMetadata;
     store.read(|txn| match txn.open_table(Table::Traces.definition()) {
         Ok(table) => Ok(table.len()? as usize / 2),
@@ -123,7 +138,7 @@ pub(super) fn count_stored(store: &Store) -> Result<usize, StoreError> {
 
 #[cfg(test)]
 mod tests {
-    use super::super::{Telemetry, TelemetrySettings, TraceRecorder};
+    use super::super::{Telemetry, TraceRecorder};
     use super::*;
 
     /// Finishes `count` traces, one after another; returns their ids, oldest first.
