@@ -1,5 +1,6 @@
-//! Outbound HTTP plumbing shared by our ureq agents (providers, remote embedders, OTLP export):
-//! `agent`, which builds an agent on `CachingResolver`.
+//! Outbound HTTP plumbing shared by our ureq agents (providers, remote embedders, OTLP export,
+//! the fetch tool): `config`, the settings every agent starts from, and `agent`, which builds an
+//! agent on `CachingResolver`.
 //!
 //! Why: ureq's `DefaultResolver` runs on every call, before the agent looks for a pooled
 //! connection, and when a timeout is set it resolves on a freshly spawned thread. That was one
@@ -24,6 +25,14 @@ use ureq::unversioned::transport::{DefaultConnector, NextTimeout};
 const TTL: Duration = Duration::from_secs(30);
 /// Entries kept at most (endpoints come from configuration, so a handful in practice).
 const MAX_ENTRIES: usize = 256;
+
+/// The agent settings every caller starts from: HTTP error statuses are answers, not errors
+/// (callers map them to their own errors), and requests name us in `User-Agent`.
+pub fn config() -> ureq::config::ConfigBuilder<ureq::typestate::AgentScope> {
+    ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .user_agent(concat!("astromesh/", env!("CARGO_PKG_VERSION")))
+}
 
 /// A ureq agent with `config` that resolves through a `CachingResolver`.
 pub fn agent(config: Config) -> ureq::Agent {

@@ -25,13 +25,7 @@ pub struct RemoteEmbedder {
 
 impl RemoteEmbedder {
     pub fn new(config: RemoteEmbedderConfig) -> RemoteEmbedder {
-        let agent = crate::net::agent(
-            ureq::Agent::config_builder()
-                .http_status_as_error(false)
-                .timeout_global(Some(config.timeout))
-                .user_agent(concat!("astromesh/", env!("CARGO_PKG_VERSION")))
-                .build(),
-        );
+        let agent = crate::net::agent(crate::net::config().timeout_global(Some(config.timeout)).build());
         RemoteEmbedder { config, agent }
     }
 

@@ -49,13 +49,7 @@ impl HttpEndpoint {
                 .map_err(|_| ProviderError::Unsupported(format!("invalid value for header \"{name}\"")))?;
             headers.push((header_name, header_value));
         }
-        let agent = crate::net::agent(
-            ureq::Agent::config_builder()
-                .http_status_as_error(false)
-                .timeout_connect(Some(candidate.connect_timeout))
-                .user_agent(concat!("astromesh/", env!("CARGO_PKG_VERSION")))
-                .build(),
-        );
+        let agent = crate::net::agent(crate::net::config().timeout_connect(Some(candidate.connect_timeout)).build());
         Ok(HttpEndpoint {
             agent,
             base: candidate.endpoint.trim_end_matches('/').to_string(),

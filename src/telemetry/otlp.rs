@@ -40,13 +40,7 @@ impl Exporter {
     pub(super) fn start(endpoint: &str) -> Option<Exporter> {
         let url = format!("{}/v1/traces", endpoint.trim_end_matches('/'));
         let (queue, received) = sync_channel::<Box<TraceRecord>>(QUEUE);
-        let agent = crate::net::agent(
-            ureq::Agent::config_builder()
-                .http_status_as_error(false)
-                .timeout_global(Some(POST_TIMEOUT))
-                .user_agent(concat!("astromesh/", env!("CARGO_PKG_VERSION")))
-                .build(),
-        );
+        let agent = crate::net::agent(crate::net::config().timeout_global(Some(POST_TIMEOUT)).build());
         let worker = move || {
             // Ends when the `Telemetry` (the only sender) is dropped.
             while let Ok(trace) = received.recv() {

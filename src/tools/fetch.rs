@@ -141,13 +141,11 @@ impl Resolver for PolicyResolver {
 }
 
 fn agent_for(policy: &NetPolicy, remaining: std::time::Duration) -> ureq::Agent {
-    let config = ureq::Agent::config_builder()
-        .http_status_as_error(false)
+    let config = crate::net::config()
         .max_redirects(0)
         .save_redirect_history(false)
         .proxy(None)
         .timeout_global(Some(remaining))
-        .user_agent(concat!("astromesh/", env!("CARGO_PKG_VERSION")))
         .build();
     ureq::Agent::with_parts(
         config,
