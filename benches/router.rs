@@ -1,10 +1,10 @@
 //! Router overhead and adapter throughput (figures, not pass/fail).
 //!
 //! 1. `ModelRouter::complete` over an in-process model that answers at once: what the router
-//!    itself costs per call (ordering, breaker bookkeeping, the `spawn_blocking` hop), next to
-//!    a bare `spawn_blocking` round trip for scale. Target: under 50 µs.
+//!    itself costs per call (ordering, breaker bookkeeping, the boxed adapter future). Target:
+//!    under 50 µs.
 //! 2. The openai_compat adapter against the scripted LLM server at zero delay, over loopback
-//!    HTTP: sequential and 4-way concurrent calls, non-streaming and streaming.
+//!    HTTP: sequential and 4-way concurrent calls (tasks), non-streaming and streaming.
 //!
 //! Run with `cargo bench --bench router`. Measured on the 2-core dev machine: router 7.5 µs per
 //! call (of which the bare spawn_blocking hop is 6.5 µs), 13.5 µs when streaming to a channel;
@@ -21,7 +21,7 @@ use std::time::{Duration, Instant};
 use astromesh::config::model::{ModelCandidate, ProviderKind, RoutingStrategy};
 use astromesh::providers::router::{BreakerSettings, ModelRouter};
 use astromesh::providers::{
-    build_model, Capabilities, ChatMessage, ChatModel, ChatRequest, ChatResponse, ProviderError, Usage,
+    build_model, Capabilities, ChatMessage, ChatModel, ChatRequest, ChatResponse, ModelCall, TokenSink, Usage,
 };
 
 /// A model that answers immediately, so only the router's own work is measured.
@@ -30,22 +30,24 @@ struct InstantModel {
 }
 
 impl ChatModel for InstantModel {
-    fn complete(&self, _request: &ChatRequest, _timeout: Duration) -> Result<ChatResponse, ProviderError> {
-        Ok(self.answer.clone())
+    fn complete<'a>(&'a self, _request: &'a ChatRequest, _timeout: Duration) -> ModelCall<'a, ChatResponse> {
+        Box::pin(std::future::ready(Ok(self.answer.clone())))
     }
 
-    fn stream(
-        &self,
-        _request: &ChatRequest,
+    fn stream<'a>(
+        &'a self,
+        _request: &'a ChatRequest,
         _timeout: Duration,
-        on_token: &mut dyn FnMut(&str) -> bool,
-    ) -> Result<ChatResponse, ProviderError> {
-        on_token(&self.answer.content);
-        Ok(self.answer.clone())
+        tokens: &'a mut TokenSink,
+    ) -> ModelCall<'a, ChatResponse> {
+        Box::pin(async move {
+            tokens.send(&self.answer.content).await;
+            Ok(self.answer.clone())
+        })
     }
 
-    fn health(&self, _timeout: Duration) -> Result<(), ProviderError> {
-        Ok(())
+    fn health(&self, _timeout: Duration) -> ModelCall<'_, ()> {
+        Box::pin(std::future::ready(Ok(())))
     }
 
     fn capabilities(&self) -> Capabilities {
@@ -120,15 +122,6 @@ async fn router_overhead(label: &str, router: &ModelRouter, calls: u32, stream: 
     println!("  {label:<48} {:>8.2} µs/call", per_call.as_secs_f64() * 1e6);
 }
 
-async fn spawn_blocking_baseline(calls: u32) {
-    let started = Instant::now();
-    for _ in 0..calls {
-        tokio::task::spawn_blocking(|| 1).await.expect("blocking task");
-    }
-    let per_call = started.elapsed() / calls;
-    println!("  {:<48} {:>8.2} µs/call", "bare spawn_blocking round trip (baseline)", per_call.as_secs_f64() * 1e6);
-}
-
 async fn adapter_throughput(server: &llm::ScriptedLlm, calls: usize, threads: usize, stream: bool, report: bool) {
     let model = build_model(&candidate("gpt-4o-mini", &format!("{}/v1", server.url()))).expect("adapter builds");
     let per_thread = calls / threads;
@@ -136,12 +129,12 @@ async fn adapter_throughput(server: &llm::ScriptedLlm, calls: usize, threads: us
     let workers: Vec<_> = (0..threads)
         .map(|_| {
             let model = Arc::clone(&model);
-            tokio::task::spawn_blocking(move || {
+            tokio::spawn(async move {
                 for _ in 0..per_thread {
                     let result = if stream {
-                        model.stream(&request(), Duration::from_secs(10), &mut |_| true)
+                        model.stream(&request(), Duration::from_secs(10), &mut TokenSink::default()).await
                     } else {
-                        model.complete(&request(), Duration::from_secs(10))
+                        model.complete(&request(), Duration::from_secs(10)).await
                     };
                     result.expect("adapter call");
                 }
@@ -158,7 +151,7 @@ async fn adapter_throughput(server: &llm::ScriptedLlm, calls: usize, threads: us
     let total = per_thread * threads;
     let mode = if stream { "stream" } else { "complete" };
     println!(
-        "  openai_compat {mode:<8} x{threads} thread(s) {:>10.0} calls/s   {:>8.1} µs/call mean latency",
+        "  openai_compat {mode:<8} x{threads} task(s)   {:>10.0} calls/s   {:>8.1} µs/call mean latency",
         total as f64 / elapsed.as_secs_f64(),
         elapsed.as_secs_f64() * 1e6 * threads as f64 / total as f64
     );
@@ -168,7 +161,6 @@ fn main() {
     let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("runtime");
     runtime.block_on(async {
         println!("router overhead (in-process model that answers at once; target < 50 µs):");
-        spawn_blocking_baseline(20_000).await;
         router_overhead("1 candidate, quality_first", &instant_router(RoutingStrategy::QualityFirst, 1), 20_000, false)
             .await;
         router_overhead(

@@ -1,6 +1,8 @@
-//! Outbound HTTP plumbing shared by our ureq agents (providers, remote embedders, OTLP export,
-//! the fetch tool): `config`, the settings every agent starts from, and `agent`, which builds an
-//! agent on `CachingResolver`.
+//! Outbound HTTP plumbing. For our blocking ureq agents (remote embedders, OTLP export, the
+//! fetch tool): `config`, the settings every agent starts from, and `agent`, which builds an
+//! agent on `CachingResolver`. For our async reqwest clients (model providers, the mesh, MCP):
+//! `client_builder`, with rustls on ring and a resolver whose failures callers can recognise
+//! (`UnknownHost`).
 //!
 //! Why: ureq's `DefaultResolver` runs on every call, before the agent looks for a pooled
 //! connection, and when a timeout is set it resolves on a freshly spawned thread. That was one
@@ -26,12 +28,55 @@ const TTL: Duration = Duration::from_secs(30);
 /// Entries kept at most (endpoints come from configuration, so a handful in practice).
 const MAX_ENTRIES: usize = 256;
 
+/// How every outbound request names us.
+const USER_AGENT: &str = concat!("astromesh/", env!("CARGO_PKG_VERSION"));
+
 /// The agent settings every caller starts from: HTTP error statuses are answers, not errors
 /// (callers map them to their own errors), and requests name us in `User-Agent`.
 pub fn config() -> ureq::config::ConfigBuilder<ureq::typestate::AgentScope> {
-    ureq::Agent::config_builder()
-        .http_status_as_error(false)
-        .user_agent(concat!("astromesh/", env!("CARGO_PKG_VERSION")))
+    ureq::Agent::config_builder().http_status_as_error(false).user_agent(USER_AGENT)
+}
+
+/// A reqwest client builder with our `User-Agent`, TLS through rustls on the ring provider with
+/// the webpki roots (no process-wide crypto provider, no aws-lc), and `AsyncResolver`.
+pub fn client_builder() -> Result<reqwest::ClientBuilder, String> {
+    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+    let roots = rustls::RootCertStore { roots: webpki_roots::TLS_SERVER_ROOTS.to_vec() };
+    let tls = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|error| error.to_string())?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    Ok(reqwest::Client::builder()
+        .tls_backend_preconfigured(tls)
+        .user_agent(USER_AGENT)
+        .dns_resolver(std::sync::Arc::new(AsyncResolver)))
+}
+
+/// A host name that resolved to no address; found in the source chain of a reqwest error.
+#[derive(Debug, thiserror::Error)]
+#[error("could not resolve {0}")]
+pub struct UnknownHost(pub String);
+
+/// Looks host names up with tokio (IP literals never reach a resolver: the connector parses
+/// them). Every failure is an `UnknownHost`, so callers tell DNS apart from other failures.
+#[derive(Debug)]
+struct AsyncResolver;
+
+impl reqwest::dns::Resolve for AsyncResolver {
+    fn resolve(&self, name: reqwest::dns::Name) -> reqwest::dns::Resolving {
+        let host = name.as_str().to_string();
+        Box::pin(async move {
+            let addrs: Vec<SocketAddr> = match tokio::net::lookup_host((host.as_str(), 0)).await {
+                Ok(addrs) => addrs.collect(),
+                Err(_) => Vec::new(),
+            };
+            if addrs.is_empty() {
+                return Err(Box::new(UnknownHost(host)) as Box<dyn std::error::Error + Send + Sync>);
+            }
+            Ok(Box::new(addrs.into_iter()) as reqwest::dns::Addrs)
+        })
+    }
 }
 
 /// A ureq agent with `config` that resolves through a `CachingResolver`.

@@ -10,7 +10,7 @@ use std::time::Duration;
 use astromesh::config::model::{ModelCandidate, RoleConfig};
 use astromesh::config::{Config, ConfigSource, Overrides};
 use astromesh::providers::{
-    build_model, ChatMessage, ChatModel, ChatRequest, ChatResponse, ProviderError, ToolCall, ToolSpec,
+    build_model, ChatMessage, ChatModel, ChatRequest, ChatResponse, ProviderError, TokenSink, ToolCall, ToolSpec,
 };
 use serde_json::{json, Value};
 
@@ -59,25 +59,22 @@ pub(crate) fn lookup_tool() -> ToolSpec {
 }
 
 pub(crate) async fn complete(model: &Arc<dyn ChatModel>, request: ChatRequest) -> Result<ChatResponse, ProviderError> {
-    let model = model.clone();
-    tokio::task::spawn_blocking(move || model.complete(&request, Duration::from_secs(10))).await.expect("no panic")
+    model.complete(&request, Duration::from_secs(10)).await
 }
 
 pub(crate) async fn stream(
     model: &Arc<dyn ChatModel>,
     request: ChatRequest,
 ) -> (Vec<String>, Result<ChatResponse, ProviderError>) {
-    let model = model.clone();
-    tokio::task::spawn_blocking(move || {
-        let mut tokens = Vec::new();
-        let result = model.stream(&request, Duration::from_secs(10), &mut |token| {
-            tokens.push(token.to_string());
-            true
-        });
-        (tokens, result)
-    })
-    .await
-    .expect("no panic")
+    let (sender, mut receiver) = tokio::sync::mpsc::channel(1024);
+    let mut sink = TokenSink::new(Some(sender));
+    let result = model.stream(&request, Duration::from_secs(10), &mut sink).await;
+    drop(sink);
+    let mut tokens = Vec::new();
+    while let Some(token) = receiver.recv().await {
+        tokens.push(token);
+    }
+    (tokens, result)
 }
 
 /// A port nobody listens on: bound, then released.
@@ -251,7 +248,7 @@ async fn health_checks_hit_each_protocols_model_list() {
         [("openai_compat", format!("{}/v1", llm.url())), ("anthropic", llm.url()), ("ollama", llm.url())]
     {
         let model = adapter(json!({"provider": provider, "model": "m", "endpoint": endpoint, "api_key": "k"}));
-        let checked = tokio::task::spawn_blocking(move || model.health(Duration::from_secs(5))).await.unwrap();
+        let checked = model.health(Duration::from_secs(5)).await;
         assert_eq!(checked, Ok(()));
     }
     let paths: Vec<String> = llm.requests().into_iter().map(|request| request.path).collect();
@@ -310,12 +307,25 @@ async fn timeout_bounds_the_whole_call() {
     ))
     .unwrap();
     let started = std::time::Instant::now();
-    let error = tokio::task::spawn_blocking(move || patient.complete(&hello(), Duration::from_millis(300)))
-        .await
-        .unwrap()
-        .unwrap_err();
+    let error = patient.complete(&hello(), Duration::from_millis(300)).await.unwrap_err();
     assert!(error.is_timeout(), "{error}");
     assert!(started.elapsed() < Duration::from_secs(3));
+}
+
+#[tokio::test]
+async fn transport_failures_name_their_cause() {
+    let refused = adapter(json!({"provider": "openai_compat", "model": "m", "endpoint": dead_url()}));
+    let error = complete(&refused, hello()).await.unwrap_err();
+    assert!(matches!(error, ProviderError::ConnectionRefused { .. }), "{error:?}");
+    assert_eq!(error.code(), "model_connection_refused");
+
+    // RFC 6761: `.invalid` never resolves.
+    let unknown = adapter(
+        json!({"provider": "openai_compat", "model": "m", "endpoint": "http://no-such-host.invalid:8080/v1", "connect_timeout": 5}),
+    );
+    let error = complete(&unknown, hello()).await.unwrap_err();
+    assert!(matches!(error, ProviderError::Dns { .. }), "{error:?}");
+    assert_eq!(error.to_string(), "could not resolve the host of http://no-such-host.invalid:8080/v1/chat/completions");
 }
 
 #[tokio::test]

@@ -57,15 +57,8 @@ pub struct Transport {
 impl Transport {
     pub fn new(secret: Option<Secret>, timeout: Duration) -> Result<Transport, TransportError> {
         // Plain HTTP between nodes; TLS would go through rustls on ring like the MCP client.
-        let provider = Arc::new(rustls::crypto::ring::default_provider());
-        let roots = rustls::RootCertStore { roots: webpki_roots::TLS_SERVER_ROOTS.to_vec() };
-        let tls = rustls::ClientConfig::builder_with_provider(provider)
-            .with_safe_default_protocol_versions()
-            .map_err(|error| TransportError::Client(error.to_string()))?
-            .with_root_certificates(roots)
-            .with_no_client_auth();
-        let client = reqwest::Client::builder()
-            .tls_backend_preconfigured(tls)
+        let client = crate::net::client_builder()
+            .map_err(TransportError::Client)?
             .connect_timeout(timeout)
             .pool_idle_timeout(Duration::from_secs(30))
             .build()

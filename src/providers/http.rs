@@ -1,27 +1,28 @@
-//! HTTP plumbing the adapters share: one ureq agent per adapter, keys, timeouts, error mapping.
+//! HTTP plumbing the adapters share: one pooled reqwest client per adapter, keys, timeouts,
+//! error mapping.
 //!
-//! The agent is built with `http_status_as_error(false)` so an error status still gives us its
-//! body, which we quote (shortened, with the key redacted) in `ProviderError::Status`. Every
-//! request gets a total timeout of min(candidate timeout, run's remaining time) and the
-//! candidate's connect timeout. Not here: any wire format (the adapters own those).
+//! An error status still gives us its body, which we quote (shortened, with the key redacted)
+//! in `ProviderError::Status`. Every request gets a total timeout of min(candidate timeout,
+//! run's remaining time), covering the body too; the client has the candidate's connect
+//! timeout. Not here: any wire format (the adapters own those).
 
-use std::io::Read;
+use std::error::Error as StdError;
 use std::time::Duration;
 
+use reqwest::header::{HeaderMap, HeaderName, HeaderValue, CONTENT_TYPE};
+use reqwest::Response;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
-use ureq::http::{HeaderName, HeaderValue, Response};
-use ureq::Body;
 
 use super::stream::{StreamAssembler, StreamFault};
-use super::ProviderError;
+use super::{ProviderError, TokenSink};
 use crate::config::model::ModelCandidate;
 use crate::config::Secret;
 
 /// Error bodies are quoted up to this many characters.
 const EXCERPT_CHARS: usize = 300;
 /// Error bodies are read up to this many bytes (the excerpt needs far less).
-const ERROR_BODY_LIMIT: u64 = 64 * 1024;
+const ERROR_BODY_LIMIT: usize = 64 * 1024;
 
 /// The headers that carry a key, and the key itself (to redact it from quoted error bodies).
 #[derive(Default)]
@@ -30,30 +31,36 @@ pub(crate) struct Auth {
     pub secret: Option<Secret>,
 }
 
-/// A base URL with its agent, custom headers and timeouts.
+/// A base URL with its client (custom headers and connect timeout built in) and timeouts.
 pub(crate) struct HttpEndpoint {
-    agent: ureq::Agent,
+    client: reqwest::Client,
     pub base: String,
-    headers: Vec<(HeaderName, HeaderValue)>,
     timeout: Duration,
     connect_timeout: Duration,
 }
 
 impl HttpEndpoint {
     pub(crate) fn new(candidate: &ModelCandidate) -> Result<HttpEndpoint, ProviderError> {
-        let mut headers = Vec::with_capacity(candidate.headers.len());
+        let mut headers = HeaderMap::with_capacity(candidate.headers.len());
         for (name, value) in &candidate.headers {
             let header_name = HeaderName::from_bytes(name.as_bytes())
                 .map_err(|_| ProviderError::Unsupported(format!("invalid header name \"{name}\"")))?;
             let header_value = HeaderValue::from_str(value)
                 .map_err(|_| ProviderError::Unsupported(format!("invalid value for header \"{name}\"")))?;
-            headers.push((header_name, header_value));
+            headers.append(header_name, header_value);
         }
-        let agent = crate::net::agent(crate::net::config().timeout_connect(Some(candidate.connect_timeout)).build());
+        let client = crate::net::client_builder()
+            .and_then(|builder| {
+                builder
+                    .connect_timeout(candidate.connect_timeout)
+                    .default_headers(headers)
+                    .build()
+                    .map_err(|error| error.to_string())
+            })
+            .map_err(|error| ProviderError::Unsupported(format!("cannot build the HTTP client: {error}")))?;
         Ok(HttpEndpoint {
-            agent,
+            client,
             base: candidate.endpoint.trim_end_matches('/').to_string(),
-            headers,
             timeout: candidate.timeout,
             connect_timeout: candidate.connect_timeout,
         })
@@ -70,88 +77,79 @@ impl HttpEndpoint {
     }
 
     /// POSTs JSON and returns the response if its status is 2xx.
-    pub(crate) fn post_json(
+    pub(crate) async fn post_json(
         &self,
         url: &str,
         auth: &Auth,
         body: &Value,
         remaining: Duration,
-    ) -> Result<Response<Body>, ProviderError> {
+    ) -> Result<Response, ProviderError> {
         let (total, connect) = self.timeouts(remaining);
-        let mut request =
-            self.agent.post(url).config().timeout_global(Some(total)).timeout_connect(Some(connect)).build();
-        for (name, value) in &self.headers {
-            request = request.header(name, value);
-        }
+        let bytes = serde_json::to_vec(body)
+            .map_err(|error| ProviderError::Unsupported(format!("cannot encode the request: {error}")))?;
+        let mut request = self.client.post(url).timeout(total).header(CONTENT_TYPE, "application/json");
         for (name, value) in &auth.headers {
             request = request.header(*name, value.as_str());
         }
-        let response = request.send_json(body).map_err(|error| map_ureq_error(error, url, total, connect))?;
-        check_status(response, url, auth.secret.as_ref())
+        let response =
+            request.body(bytes).send().await.map_err(|error| map_reqwest_error(&error, url, total, connect))?;
+        check_status(response, url, auth.secret.as_ref()).await
     }
 
     /// GETs `url` and returns the response if its status is 2xx.
-    pub(crate) fn get(&self, url: &str, auth: &Auth, timeout: Duration) -> Result<Response<Body>, ProviderError> {
+    pub(crate) async fn get(&self, url: &str, auth: &Auth, timeout: Duration) -> Result<Response, ProviderError> {
         let total = timeout.max(Duration::from_millis(1));
         let connect = self.connect_timeout.min(total);
-        let mut request =
-            self.agent.get(url).config().timeout_global(Some(total)).timeout_connect(Some(connect)).build();
-        for (name, value) in &self.headers {
-            request = request.header(name, value);
-        }
+        let mut request = self.client.get(url).timeout(total);
         for (name, value) in &auth.headers {
             request = request.header(*name, value.as_str());
         }
-        let response = request.call().map_err(|error| map_ureq_error(error, url, total, connect))?;
-        check_status(response, url, auth.secret.as_ref())
+        let response = request.send().await.map_err(|error| map_reqwest_error(&error, url, total, connect))?;
+        check_status(response, url, auth.secret.as_ref()).await
     }
 }
 
-fn check_status(
-    mut response: Response<Body>,
-    url: &str,
-    secret: Option<&Secret>,
-) -> Result<Response<Body>, ProviderError> {
+async fn check_status(mut response: Response, url: &str, secret: Option<&Secret>) -> Result<Response, ProviderError> {
     let status = response.status().as_u16();
     if (200..300).contains(&status) {
         return Ok(response);
     }
-    let text =
-        response.body_mut().with_config().limit(ERROR_BODY_LIMIT).lossy_utf8(true).read_to_string().unwrap_or_default();
+    // The excerpt needs only the start of the body; a broken body still leaves the status.
+    let mut body = Vec::new();
+    while body.len() < ERROR_BODY_LIMIT {
+        match response.chunk().await {
+            Ok(Some(chunk)) => body.extend_from_slice(&chunk),
+            Ok(None) | Err(_) => break,
+        }
+    }
+    body.truncate(ERROR_BODY_LIMIT);
+    let text = String::from_utf8_lossy(&body);
     Err(ProviderError::Status { url: url.to_string(), status, body: excerpt(&redact(&text, secret)) })
 }
 
 /// Reads a whole JSON body into `T`.
-pub(crate) fn read_json<T: DeserializeOwned>(
-    response: Response<Body>,
+pub(crate) async fn read_json<T: DeserializeOwned>(
+    response: Response,
     url: &str,
     total: Duration,
 ) -> Result<T, ProviderError> {
-    let mut body = response.into_body();
-    let text = body.read_to_string().map_err(|error| match error {
-        ureq::Error::Timeout(_) => ProviderError::Timeout { url: url.to_string(), timeout: total },
-        other => {
-            ProviderError::StreamInterrupted { url: url.to_string(), received_bytes: 0, reason: other.to_string() }
-        }
-    })?;
-    serde_json::from_str(&text).map_err(|error| ProviderError::Malformed {
+    let bytes = response.bytes().await.map_err(|error| body_error(&error, url, total, 0))?;
+    serde_json::from_slice(&bytes).map_err(|error| ProviderError::Malformed {
         url: url.to_string(),
-        detail: format!("{error} (body: {})", excerpt(&text)),
+        detail: format!("{error} (body: {})", excerpt(&String::from_utf8_lossy(&bytes))),
     })
 }
 
-/// Reads a streaming body into `assembler`, forwarding text deltas to `on_token` until the
-/// protocol's final frame, the end of the body, or `on_token` returning false.
-pub(crate) fn read_stream<A: StreamAssembler>(
-    response: Response<Body>,
+/// Reads a streaming body into `assembler`, forwarding text deltas to `tokens` until the
+/// protocol's final frame or the end of the body.
+pub(crate) async fn read_stream<A: StreamAssembler>(
+    mut response: Response,
     assembler: &mut A,
-    on_token: &mut dyn FnMut(&str) -> bool,
+    tokens: &mut TokenSink,
     url: &str,
     total: Duration,
 ) -> Result<(), ProviderError> {
-    let mut reader = response.into_body().into_reader();
-    let mut buffer = vec![0u8; 16 * 1024];
-    let mut tokens = Vec::new();
+    let mut decoded = Vec::new();
     let mut received_bytes: u64 = 0;
     let fault = |fault: StreamFault, received_bytes: u64| match fault {
         StreamFault::Malformed(detail) => ProviderError::Malformed { url: url.to_string(), detail },
@@ -159,38 +157,19 @@ pub(crate) fn read_stream<A: StreamAssembler>(
             ProviderError::StreamInterrupted { url: url.to_string(), received_bytes, reason }
         }
     };
-    loop {
-        let n_read = match reader.read(&mut buffer) {
-            Ok(0) => break,
-            Ok(n_read) => n_read,
-            Err(error) if error.kind() == std::io::ErrorKind::Interrupted => continue,
-            Err(error) => {
-                return Err(match ureq::Error::from(error) {
-                    ureq::Error::Timeout(_) => ProviderError::Timeout { url: url.to_string(), timeout: total },
-                    other => ProviderError::StreamInterrupted {
-                        url: url.to_string(),
-                        received_bytes,
-                        reason: other.to_string(),
-                    },
-                })
-            }
-        };
-        received_bytes += n_read as u64;
-        assembler.push(&buffer[..n_read], &mut tokens).map_err(|error| fault(error, received_bytes))?;
-        for token in tokens.drain(..) {
-            if !on_token(&token) {
-                return Ok(()); // nobody is listening any more: keep what we have
-            }
+    while let Some(chunk) = response.chunk().await.map_err(|error| body_error(&error, url, total, received_bytes))? {
+        received_bytes += chunk.len() as u64;
+        assembler.push(&chunk, &mut decoded).map_err(|error| fault(error, received_bytes))?;
+        for token in decoded.drain(..) {
+            tokens.send(&token).await;
         }
         if assembler.is_done() {
             return Ok(());
         }
     }
-    assembler.end(&mut tokens).map_err(|error| fault(error, received_bytes))?;
-    for token in tokens.drain(..) {
-        if !on_token(&token) {
-            return Ok(());
-        }
+    assembler.end(&mut decoded).map_err(|error| fault(error, received_bytes))?;
+    for token in decoded.drain(..) {
+        tokens.send(&token).await;
     }
     if !assembler.is_done() {
         return Err(ProviderError::StreamInterrupted {
@@ -202,23 +181,59 @@ pub(crate) fn read_stream<A: StreamAssembler>(
     Ok(())
 }
 
+/// A failure while reading a body: the total timeout, or the connection breaking.
+fn body_error(error: &reqwest::Error, url: &str, total: Duration, received_bytes: u64) -> ProviderError {
+    if error.is_timeout() {
+        return ProviderError::Timeout { url: url.to_string(), timeout: total };
+    }
+    ProviderError::StreamInterrupted { url: url.to_string(), received_bytes, reason: causes(error) }
+}
+
 /// Maps a transport failure to the variant an operator can act on.
-pub(crate) fn map_ureq_error(error: ureq::Error, url: &str, total: Duration, connect: Duration) -> ProviderError {
+pub(crate) fn map_reqwest_error(
+    error: &reqwest::Error,
+    url: &str,
+    total: Duration,
+    connect: Duration,
+) -> ProviderError {
     let url = url.to_string();
-    match error {
-        ureq::Error::Timeout(ureq::Timeout::Connect | ureq::Timeout::Resolve) => {
-            ProviderError::ConnectTimeout { url, timeout: connect }
+    let mut source = error.source();
+    while let Some(cause) = source {
+        if cause.is::<crate::net::UnknownHost>() {
+            return ProviderError::Dns { url };
         }
-        ureq::Error::Timeout(_) => ProviderError::Timeout { url, timeout: total },
-        ureq::Error::HostNotFound => ProviderError::Dns { url },
-        ureq::Error::Io(io) if io.kind() == std::io::ErrorKind::ConnectionRefused => {
-            ProviderError::ConnectionRefused { url }
+        if let Some(io) = cause.downcast_ref::<std::io::Error>() {
+            if io.kind() == std::io::ErrorKind::ConnectionRefused {
+                return ProviderError::ConnectionRefused { url };
+            }
         }
-        ureq::Error::Io(io) if io.kind() == std::io::ErrorKind::TimedOut => {
-            ProviderError::Timeout { url, timeout: total }
+        source = cause.source();
+    }
+    if error.is_timeout() && error.is_connect() {
+        ProviderError::ConnectTimeout { url, timeout: connect }
+    } else if error.is_timeout() {
+        ProviderError::Timeout { url, timeout: total }
+    } else {
+        ProviderError::Connection { url, reason: causes(error) }
+    }
+}
+
+/// The causes under a reqwest error, innermost last ("client error (Connect): tcp connect
+/// error: ..."); the top level only restates the URL, which our messages already carry.
+fn causes(error: &reqwest::Error) -> String {
+    let mut parts = Vec::new();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        let text = cause.to_string();
+        if !parts.iter().any(|part: &String| part.contains(&text)) {
+            parts.push(text);
         }
-        ureq::Error::Io(io) => ProviderError::Connection { url, reason: io.to_string() },
-        other => ProviderError::Connection { url, reason: other.to_string() },
+        source = cause.source();
+    }
+    if parts.is_empty() {
+        error.to_string()
+    } else {
+        parts.join(": ")
     }
 }
 

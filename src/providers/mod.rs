@@ -1,8 +1,10 @@
 //! Model providers: the `ChatModel` trait, its three wire adapters, and the router over them.
 //!
-//! Every model call in the daemon goes through a `ChatModel`. The trait is synchronous because
-//! the adapters use ureq, which blocks: the router (`router`) calls it inside `spawn_blocking`,
-//! never on the async runtime, and passes the run's remaining deadline as the timeout.
+//! Every model call in the daemon goes through a `ChatModel`. The trait is async: the HTTP
+//! adapters use one pooled reqwest client each, so a call waiting on a provider holds no thread
+//! (under load a blocking call per run meant a runnable thread per run); a local model's
+//! generation runs on its own worker thread and is awaited through a channel. The router
+//! (`router`) passes the run's remaining deadline as the timeout.
 //! The adapters (`openai_compat`, `anthropic`, `ollama`) own their wire format and nothing else;
 //! the byte-level stream decoders they share live in `stream` as pure functions, so they can be
 //! property-tested over arbitrary chunk splits. Not here: choosing a candidate, fallback and
@@ -205,24 +207,55 @@ pub struct Capabilities {
     pub vision: bool,
 }
 
-/// A model endpoint speaking one wire protocol. Synchronous: call it from `spawn_blocking`.
+/// The future of one model call; it borrows the adapter and the request.
+pub type ModelCall<'a, T> = futures_util::future::BoxFuture<'a, Result<T, ProviderError>>;
+
+/// Where a streaming call's text deltas go: a channel, or nowhere. Once the receiver is gone
+/// the deltas are dropped, but the call goes on, so the answer can still be kept.
+#[derive(Debug, Default)]
+pub struct TokenSink {
+    sender: Option<tokio::sync::mpsc::Sender<String>>,
+    emitted: bool,
+}
+
+impl TokenSink {
+    pub fn new(sender: Option<tokio::sync::mpsc::Sender<String>>) -> TokenSink {
+        TokenSink { sender, emitted: false }
+    }
+
+    /// Forwards one delta, waiting while the channel is full (a slow reader slows the call).
+    pub async fn send(&mut self, token: &str) {
+        self.emitted = true;
+        if let Some(sender) = &self.sender {
+            if sender.send(token.to_string()).await.is_err() {
+                self.sender = None;
+            }
+        }
+    }
+
+    /// Whether any delta was produced (a failure after that cannot fall back silently).
+    pub fn emitted(&self) -> bool {
+        self.emitted
+    }
+}
+
+/// A model endpoint speaking one wire protocol.
 pub trait ChatModel: Send + Sync {
     /// One non-streaming call. `timeout` is the run's remaining time; the adapter uses the
     /// smaller of it and the candidate's own `timeout`.
-    fn complete(&self, request: &ChatRequest, timeout: Duration) -> Result<ChatResponse, ProviderError>;
+    fn complete<'a>(&'a self, request: &'a ChatRequest, timeout: Duration) -> ModelCall<'a, ChatResponse>;
 
-    /// Streams text deltas to `on_token` (returning false = receiver gone: stop reading, return
-    /// what you have) and returns the assembled whole response (text + tool calls assembled
-    /// from deltas + usage).
-    fn stream(
-        &self,
-        request: &ChatRequest,
+    /// Streams text deltas to `tokens` and returns the assembled whole response (text + tool
+    /// calls assembled from deltas + usage).
+    fn stream<'a>(
+        &'a self,
+        request: &'a ChatRequest,
         timeout: Duration,
-        on_token: &mut dyn FnMut(&str) -> bool,
-    ) -> Result<ChatResponse, ProviderError>;
+        tokens: &'a mut TokenSink,
+    ) -> ModelCall<'a, ChatResponse>;
 
     /// A cheap request proving the endpoint answers (a model list).
-    fn health(&self, timeout: Duration) -> Result<(), ProviderError>;
+    fn health(&self, timeout: Duration) -> ModelCall<'_, ()>;
 
     fn capabilities(&self) -> Capabilities;
 

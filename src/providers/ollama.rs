@@ -13,7 +13,10 @@ use serde_json::{json, Map, Value};
 
 use super::http::{excerpt, image_parts, read_json, read_stream, Auth, HttpEndpoint};
 use super::stream::{Assembled, NdjsonDecoder, StreamAssembler, StreamFault};
-use super::{Capabilities, ChatMessage, ChatModel, ChatRequest, ChatResponse, ProviderError, Role, ToolCall, Usage};
+use super::{
+    Capabilities, ChatMessage, ChatModel, ChatRequest, ChatResponse, ModelCall, ProviderError, Role, TokenSink,
+    ToolCall, Usage,
+};
 use crate::config::model::ModelCandidate;
 
 /// Parameters that Ollama reads from `options`, not from the top level.
@@ -55,37 +58,41 @@ impl Ollama {
 }
 
 impl ChatModel for Ollama {
-    fn complete(&self, request: &ChatRequest, timeout: Duration) -> Result<ChatResponse, ProviderError> {
-        let started = Instant::now();
-        let url = self.http.url("/api/chat");
-        let body = request_body(&self.model, request, &request.merged_parameters(&self.parameters), false);
-        let response = self.http.post_json(&url, &Auth::default(), &body, timeout)?;
-        let chunk: ChatChunk = read_json(response, &url, self.http.timeouts(timeout).0)?;
-        if let Some(error) = chunk.error {
-            return Err(ProviderError::Malformed { url, detail: format!("the response is an error: {error}") });
-        }
-        let mut out = Assembled::default();
-        apply_chunk(&mut out, chunk, &mut Vec::new());
-        Ok(out.into_response(&self.provider, &self.model, started.elapsed()))
+    fn complete<'a>(&'a self, request: &'a ChatRequest, timeout: Duration) -> ModelCall<'a, ChatResponse> {
+        Box::pin(async move {
+            let started = Instant::now();
+            let url = self.http.url("/api/chat");
+            let body = request_body(&self.model, request, &request.merged_parameters(&self.parameters), false);
+            let response = self.http.post_json(&url, &Auth::default(), &body, timeout).await?;
+            let chunk: ChatChunk = read_json(response, &url, self.http.timeouts(timeout).0).await?;
+            if let Some(error) = chunk.error {
+                return Err(ProviderError::Malformed { url, detail: format!("the response is an error: {error}") });
+            }
+            let mut out = Assembled::default();
+            apply_chunk(&mut out, chunk, &mut Vec::new());
+            Ok(out.into_response(&self.provider, &self.model, started.elapsed()))
+        })
     }
 
-    fn stream(
-        &self,
-        request: &ChatRequest,
+    fn stream<'a>(
+        &'a self,
+        request: &'a ChatRequest,
         timeout: Duration,
-        on_token: &mut dyn FnMut(&str) -> bool,
-    ) -> Result<ChatResponse, ProviderError> {
-        let started = Instant::now();
-        let url = self.http.url("/api/chat");
-        let body = request_body(&self.model, request, &request.merged_parameters(&self.parameters), true);
-        let response = self.http.post_json(&url, &Auth::default(), &body, timeout)?;
-        let mut assembler = OllamaAssembler::default();
-        read_stream(response, &mut assembler, on_token, &url, self.http.timeouts(timeout).0)?;
-        Ok(assembler.assembled().into_response(&self.provider, &self.model, started.elapsed()))
+        tokens: &'a mut TokenSink,
+    ) -> ModelCall<'a, ChatResponse> {
+        Box::pin(async move {
+            let started = Instant::now();
+            let url = self.http.url("/api/chat");
+            let body = request_body(&self.model, request, &request.merged_parameters(&self.parameters), true);
+            let response = self.http.post_json(&url, &Auth::default(), &body, timeout).await?;
+            let mut assembler = OllamaAssembler::default();
+            read_stream(response, &mut assembler, tokens, &url, self.http.timeouts(timeout).0).await?;
+            Ok(assembler.assembled().into_response(&self.provider, &self.model, started.elapsed()))
+        })
     }
 
-    fn health(&self, timeout: Duration) -> Result<(), ProviderError> {
-        self.http.get(&self.http.url("/api/tags"), &Auth::default(), timeout).map(drop)
+    fn health(&self, timeout: Duration) -> ModelCall<'_, ()> {
+        Box::pin(async move { self.http.get(&self.http.url("/api/tags"), &Auth::default(), timeout).await.map(drop) })
     }
 
     fn capabilities(&self) -> Capabilities {

@@ -12,7 +12,10 @@ use serde_json::{json, Map, Value};
 
 use super::http::{host_of, read_json, read_stream, resolve_key, Auth, HttpEndpoint};
 use super::stream::{Assembled, SseDecoder, SseEvent, StreamAssembler, StreamFault, ToolCallParts};
-use super::{Capabilities, ChatMessage, ChatModel, ChatRequest, ChatResponse, ProviderError, Role, ToolCall, Usage};
+use super::{
+    Capabilities, ChatMessage, ChatModel, ChatRequest, ChatResponse, ModelCall, ProviderError, Role, TokenSink,
+    ToolCall, Usage,
+};
 use crate::config::model::ModelCandidate;
 use crate::config::Secret;
 
@@ -48,37 +51,43 @@ impl OpenAiCompat {
 }
 
 impl ChatModel for OpenAiCompat {
-    fn complete(&self, request: &ChatRequest, timeout: Duration) -> Result<ChatResponse, ProviderError> {
-        let started = Instant::now();
-        let auth = self.auth()?;
-        let url = self.http.url("/chat/completions");
-        let body = request_body(&self.model, request, &request.merged_parameters(&self.parameters), false);
-        let response = self.http.post_json(&url, &auth, &body, timeout)?;
-        let parsed: CompletionBody = read_json(response, &url, self.http.timeouts(timeout).0)?;
-        let assembled =
-            parse_completion(parsed).map_err(|detail| ProviderError::Malformed { url: url.clone(), detail })?;
-        Ok(assembled.into_response(&self.provider, &self.model, started.elapsed()))
+    fn complete<'a>(&'a self, request: &'a ChatRequest, timeout: Duration) -> ModelCall<'a, ChatResponse> {
+        Box::pin(async move {
+            let started = Instant::now();
+            let auth = self.auth()?;
+            let url = self.http.url("/chat/completions");
+            let body = request_body(&self.model, request, &request.merged_parameters(&self.parameters), false);
+            let response = self.http.post_json(&url, &auth, &body, timeout).await?;
+            let parsed: CompletionBody = read_json(response, &url, self.http.timeouts(timeout).0).await?;
+            let assembled =
+                parse_completion(parsed).map_err(|detail| ProviderError::Malformed { url: url.clone(), detail })?;
+            Ok(assembled.into_response(&self.provider, &self.model, started.elapsed()))
+        })
     }
 
-    fn stream(
-        &self,
-        request: &ChatRequest,
+    fn stream<'a>(
+        &'a self,
+        request: &'a ChatRequest,
         timeout: Duration,
-        on_token: &mut dyn FnMut(&str) -> bool,
-    ) -> Result<ChatResponse, ProviderError> {
-        let started = Instant::now();
-        let auth = self.auth()?;
-        let url = self.http.url("/chat/completions");
-        let body = request_body(&self.model, request, &request.merged_parameters(&self.parameters), true);
-        let response = self.http.post_json(&url, &auth, &body, timeout)?;
-        let mut assembler = OpenAiAssembler::default();
-        read_stream(response, &mut assembler, on_token, &url, self.http.timeouts(timeout).0)?;
-        Ok(assembler.assembled().into_response(&self.provider, &self.model, started.elapsed()))
+        tokens: &'a mut TokenSink,
+    ) -> ModelCall<'a, ChatResponse> {
+        Box::pin(async move {
+            let started = Instant::now();
+            let auth = self.auth()?;
+            let url = self.http.url("/chat/completions");
+            let body = request_body(&self.model, request, &request.merged_parameters(&self.parameters), true);
+            let response = self.http.post_json(&url, &auth, &body, timeout).await?;
+            let mut assembler = OpenAiAssembler::default();
+            read_stream(response, &mut assembler, tokens, &url, self.http.timeouts(timeout).0).await?;
+            Ok(assembler.assembled().into_response(&self.provider, &self.model, started.elapsed()))
+        })
     }
 
-    fn health(&self, timeout: Duration) -> Result<(), ProviderError> {
-        let auth = self.auth()?;
-        self.http.get(&self.http.url("/models"), &auth, timeout).map(drop)
+    fn health(&self, timeout: Duration) -> ModelCall<'_, ()> {
+        Box::pin(async move {
+            let auth = self.auth()?;
+            self.http.get(&self.http.url("/models"), &auth, timeout).await.map(drop)
+        })
     }
 
     fn capabilities(&self) -> Capabilities {

@@ -1,8 +1,8 @@
 //! The model router: one per agent and role; orders candidates, falls back, breaks circuits.
 //!
 //! `complete` ranks the candidates by the role's strategy, then tries them in turn until one
-//! answers or the run's deadline passes. Each call runs the blocking adapter in
-//! `spawn_blocking`. A candidate that fails `failure_threshold` times in a row is skipped for
+//! answers or the run's deadline passes. Each call awaits the adapter on the caller's task
+//! (no thread per call); a panicking adapter fails its candidate only. A candidate that fails `failure_threshold` times in a row is skipped for
 //! `recovery_timeout`; after that exactly one call is let through (half-open): success closes
 //! the circuit, failure opens it again. Health lives in a `std::sync::Mutex` that is only held
 //! for a few field updates, never across an `.await`. Timers use `tokio::time::Instant`, so
@@ -11,16 +11,19 @@
 //! reference; `probe` answers the doctor on demand).
 
 use std::cmp::Ordering;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering as AtomicOrdering};
+use std::panic::AssertUnwindSafe;
+use std::sync::atomic::{AtomicUsize, Ordering as AtomicOrdering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
+use futures_util::FutureExt;
 use tokio::sync::mpsc::Sender;
 use tokio::time::Instant;
 
 use super::local::LocalModels;
 use super::{
     build_model, build_model_with, pricing, Capabilities, ChatModel, ChatRequest, ChatResponse, ProviderError,
+    TokenSink,
 };
 use crate::config::model::{ModelCandidate, RoleConfig, RoutingStrategy};
 use crate::config::ProvidersConfig;
@@ -127,8 +130,8 @@ struct Health {
     last_error: Option<String>,
 }
 
-/// The spawn_blocking call can outlive the deadline by ureq's own timeout granularity; this
-/// grace lets ureq's clean timeout error win the race against ours.
+/// The adapter applies the deadline itself (as its request timeout) and reports which limit
+/// it hit; this grace lets its clean timeout error win the race against ours.
 const DEADLINE_GRACE: Duration = Duration::from_millis(250);
 
 pub struct ModelRouter {
@@ -231,11 +234,10 @@ impl ModelRouter {
             return Err(RouterError::NoCandidates);
         }
         let (order, mut failures) = self.order(&request);
-        let request = Arc::new(request);
         for idx in order {
             let slot = &self.slots[idx];
             let model = match &slot.model {
-                Ok(model) => Arc::clone(model),
+                Ok(model) => model,
                 Err(reason) => {
                     failures.push((slot.name.clone(), reason.clone()));
                     continue;
@@ -255,7 +257,7 @@ impl ModelRouter {
             };
             let mut guard = ProbeGuard { router: self, idx, armed: probe };
             let remaining = deadline - now;
-            let outcome = attempt(model, Arc::clone(&request), remaining, deadline, tokens.clone()).await;
+            let outcome = attempt(model.as_ref(), &request, remaining, deadline, tokens.clone()).await;
             guard.armed = false;
             let (reason, emitted) = match outcome {
                 Attempt::Answered(response) => {
@@ -446,41 +448,35 @@ fn caused_by_deadline(error: &ProviderError, candidate: &ModelCandidate) -> bool
     }
 }
 
-/// One call of one candidate on the blocking pool, bounded by the deadline. The pool hop costs
-/// ~6.5 µs of the router's ~7.5 µs per call (benches/router.rs); a model call is milliseconds.
+/// One call of one candidate, bounded by the deadline. An adapter that panics fails this
+/// candidate, not the run.
 async fn attempt(
-    model: Arc<dyn ChatModel>,
-    request: Arc<ChatRequest>,
+    model: &dyn ChatModel,
+    request: &ChatRequest,
     remaining: Duration,
     deadline: Instant,
     tokens: Option<Sender<String>>,
 ) -> Attempt {
-    let emitted = Arc::new(AtomicBool::new(false));
-    let emitted_in_call = Arc::clone(&emitted);
-    let call = tokio::task::spawn_blocking(move || match tokens {
-        None => model.complete(&request, remaining),
-        Some(sender) => {
-            let mut sender = Some(sender);
-            let mut on_token = |token: &str| {
-                emitted_in_call.store(true, AtomicOrdering::Relaxed);
-                if let Some(open) = &sender {
-                    if open.blocking_send(token.to_string()).is_err() {
-                        // Nobody is listening any more: stop forwarding, but finish the answer
-                        // so the run can still be persisted.
-                        sender = None;
-                    }
-                }
-                true
-            };
-            model.stream(&request, remaining, &mut on_token)
+    let streaming = tokens.is_some();
+    let mut sink = TokenSink::new(tokens);
+    let call = async {
+        if streaming {
+            model.stream(request, remaining, &mut sink).await
+        } else {
+            model.complete(request, remaining).await
         }
-    });
-    match tokio::time::timeout_at(deadline + DEADLINE_GRACE, call).await {
+    };
+    let outcome = tokio::time::timeout_at(deadline + DEADLINE_GRACE, AssertUnwindSafe(call).catch_unwind()).await;
+    match outcome {
         Err(_) => Attempt::DeadlinePassed,
-        Ok(Err(join_error)) => Attempt::Panicked(format!("the adapter panicked: {join_error}")),
+        Ok(Err(panic)) => Attempt::Panicked(format!("the adapter panicked: {}", panic_message(&*panic))),
         Ok(Ok(Ok(response))) => Attempt::Answered(response),
-        Ok(Ok(Err(error))) => Attempt::Failed { error, emitted: emitted.load(AtomicOrdering::Relaxed) },
+        Ok(Ok(Err(error))) => Attempt::Failed { error, emitted: sink.emitted() },
     }
+}
+
+fn panic_message(panic: &(dyn std::any::Any + Send)) -> &str {
+    panic.downcast_ref::<&str>().copied().or_else(|| panic.downcast_ref::<String>().map(String::as_str)).unwrap_or("?")
 }
 
 /// The outcome of probing one distinct provider endpoint (for the doctor).
@@ -512,11 +508,9 @@ pub async fn probe(candidates: &[ModelCandidate], timeout: Duration) -> Vec<Prob
                 Err(error) => return (idx, false, error.to_string()),
             };
             let started = std::time::Instant::now();
-            let check = tokio::task::spawn_blocking(move || model.health(timeout));
-            match tokio::time::timeout(timeout + DEADLINE_GRACE, check).await {
-                Ok(Ok(Ok(()))) => (idx, true, format!("avg latency: {}ms", started.elapsed().as_millis())),
-                Ok(Ok(Err(error))) => (idx, false, error.to_string()),
-                Ok(Err(join_error)) => (idx, false, format!("the health check panicked: {join_error}")),
+            match tokio::time::timeout(timeout + DEADLINE_GRACE, model.health(timeout)).await {
+                Ok(Ok(())) => (idx, true, format!("avg latency: {}ms", started.elapsed().as_millis())),
+                Ok(Err(error)) => (idx, false, error.to_string()),
                 Err(_) => (idx, false, format!("no answer within {}ms", timeout.as_millis())),
             }
         });

@@ -371,14 +371,7 @@ pub(crate) fn exposed_name(prefix: &str, remote: &str) -> String {
 
 /// A reqwest client whose TLS is rustls with the ring provider and the webpki roots.
 fn http_client() -> Result<reqwest::Client, String> {
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let roots = rustls::RootCertStore { roots: webpki_roots::TLS_SERVER_ROOTS.to_vec() };
-    let tls = rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .map_err(|error| error.to_string())?
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-    reqwest::Client::builder().tls_backend_preconfigured(tls).build().map_err(|error| error.to_string())
+    crate::net::client_builder()?.build().map_err(|error| error.to_string())
 }
 
 #[cfg(test)]

@@ -24,7 +24,7 @@ pub use gguf::convert;
 use gguf::{Family, GgufSummary};
 use worker::{GenerationEvent, Job, LoadState, SamplingSettings, Worker};
 
-use super::{Capabilities, ChatModel, ChatRequest, ChatResponse, ProviderError, Usage};
+use super::{Capabilities, ChatModel, ChatRequest, ChatResponse, ModelCall, ProviderError, TokenSink, Usage};
 use crate::config::model::ModelCandidate;
 
 /// Generated tokens when neither the YAML nor the request sets `max_tokens`.
@@ -233,11 +233,13 @@ impl LocalModel {
         }
     }
 
-    fn run(
+    /// Generates on the worker thread and awaits its events; dropping this future (a caller
+    /// that gave up) closes the channel, and the worker stops at its next token.
+    async fn run(
         &self,
         request: &ChatRequest,
         timeout: Duration,
-        on_token: &mut dyn FnMut(&str) -> bool,
+        mut tokens: Option<&mut TokenSink>,
     ) -> Result<ChatResponse, ProviderError> {
         let started = Instant::now();
         let family = self.entry.summary.family;
@@ -250,29 +252,25 @@ impl LocalModel {
             (Family::Llama, false) => Some("{\""),
         };
         // Tokens flow back through a small bounded channel: a slow reader slows the worker.
-        let (events, received) = std::sync::mpsc::sync_channel(64);
+        let (events, mut received) = tokio::sync::mpsc::channel(64);
         let cancelled = Arc::new(AtomicBool::new(false));
         let job = Job { prompt, settings, hold_from, events, cancelled: Arc::clone(&cancelled) };
         self.entry.worker.submit(job).map_err(|error| self.describe_error(error))?;
         let limit = timeout.min(self.timeout);
-        let deadline = started + limit;
-        let mut listening = true;
+        let deadline = tokio::time::Instant::from_std(started + limit);
         let generation = loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            match received.recv_timeout(left) {
-                Ok(GenerationEvent::Token(text)) => {
-                    if listening {
-                        listening = on_token(&text);
+            match tokio::time::timeout_at(deadline, received.recv()).await {
+                Ok(Some(GenerationEvent::Token(text))) => {
+                    if let Some(tokens) = tokens.as_deref_mut() {
+                        tokens.send(&text).await;
                     }
                 }
-                Ok(GenerationEvent::Done(result)) => break result.map_err(|error| self.describe_error(error))?,
-                Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
+                Ok(Some(GenerationEvent::Done(result))) => break result.map_err(|error| self.describe_error(error))?,
+                Err(_) => {
                     cancelled.store(true, Ordering::Relaxed);
                     return Err(ProviderError::Timeout { url: self.entry.path.display().to_string(), timeout: limit });
                 }
-                Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => {
-                    return Err(self.describe_error(LocalError::WorkerGone));
-                }
+                Ok(None) => return Err(self.describe_error(LocalError::WorkerGone)),
             }
         };
         tracing::debug!(
@@ -307,25 +305,26 @@ impl LocalModel {
 }
 
 impl ChatModel for LocalModel {
-    fn complete(&self, request: &ChatRequest, timeout: Duration) -> Result<ChatResponse, ProviderError> {
-        self.run(request, timeout, &mut |_| true)
+    fn complete<'a>(&'a self, request: &'a ChatRequest, timeout: Duration) -> ModelCall<'a, ChatResponse> {
+        Box::pin(self.run(request, timeout, None))
     }
 
-    fn stream(
-        &self,
-        request: &ChatRequest,
+    fn stream<'a>(
+        &'a self,
+        request: &'a ChatRequest,
         timeout: Duration,
-        on_token: &mut dyn FnMut(&str) -> bool,
-    ) -> Result<ChatResponse, ProviderError> {
-        self.run(request, timeout, on_token)
+        tokens: &'a mut TokenSink,
+    ) -> ModelCall<'a, ChatResponse> {
+        Box::pin(self.run(request, timeout, Some(tokens)))
     }
 
     /// The file was readable when the adapter was built; loading is reported by the doctor.
-    fn health(&self, _timeout: Duration) -> Result<(), ProviderError> {
-        match &*self.entry.worker.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner()) {
+    fn health(&self, _timeout: Duration) -> ModelCall<'_, ()> {
+        let state = match &*self.entry.worker.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner()) {
             LoadState::Failed(reason) => Err(ProviderError::Unsupported(reason.clone())),
             _ => Ok(()),
-        }
+        };
+        Box::pin(std::future::ready(state))
     }
 
     fn capabilities(&self) -> Capabilities {
@@ -354,13 +353,13 @@ pub fn bench_generate(path: &Path, user_message: &str, max_tokens: usize) -> Res
     let prompt = template::render(summary.family, &[crate::providers::ChatMessage::user(user_message)], &[]);
     let settings =
         SamplingSettings { temperature: 0.0, top_p: None, top_k: None, seed: 0, max_tokens, stop: Vec::new() };
-    let (events, received) = std::sync::mpsc::sync_channel(1024);
+    let (events, mut received) = tokio::sync::mpsc::channel(1024);
     let job = Job { prompt, settings, hold_from: None, events, cancelled: Arc::new(AtomicBool::new(false)) };
     worker.submit(job)?;
     loop {
-        match received.recv() {
-            Ok(GenerationEvent::Token(_)) => {}
-            Ok(GenerationEvent::Done(result)) => {
+        match received.blocking_recv() {
+            Some(GenerationEvent::Token(_)) => {}
+            Some(GenerationEvent::Done(result)) => {
                 let generation = result?;
                 return Ok(BenchFigures {
                     prompt_tokens: generation.prompt_tokens,
@@ -369,7 +368,7 @@ pub fn bench_generate(path: &Path, user_message: &str, max_tokens: usize) -> Res
                     generation_seconds: generation.generation_seconds,
                 });
             }
-            Err(_) => return Err(LocalError::WorkerGone),
+            None => return Err(LocalError::WorkerGone),
         }
     }
 }

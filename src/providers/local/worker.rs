@@ -10,8 +10,10 @@
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::mpsc::{Receiver, SyncSender};
+
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
+use tokio::sync::mpsc::Sender;
 
 use candle_transformers::generation::{LogitsProcessor, Sampling};
 
@@ -52,7 +54,8 @@ pub(crate) struct Job {
     pub settings: SamplingSettings,
     /// Text that, once generated, stops further streaming (held back, then parsed by the caller).
     pub hold_from: Option<&'static str>,
-    pub events: SyncSender<GenerationEvent>,
+    /// Awaited by the adapter; this thread sends with `blocking_send` (it is no runtime thread).
+    pub events: Sender<GenerationEvent>,
     /// Set by the caller when it gives up (deadline): the worker stops at the next token.
     pub cancelled: Arc<AtomicBool>,
 }
@@ -154,7 +157,7 @@ fn serve(
                     tracing::error!(file = %path.display(), %error, "cannot load the local model");
                     *lock(&state) = LoadState::Failed(error.to_string());
                     // Nobody waiting is fine: the caller gave up.
-                    let _ = job.events.send(GenerationEvent::Done(Err(error)));
+                    let _ = job.events.blocking_send(GenerationEvent::Done(Err(error)));
                     in_flight.fetch_sub(1, Ordering::SeqCst);
                     continue;
                 }
@@ -163,7 +166,7 @@ fn serve(
         let Some(model) = loaded.as_mut() else { continue };
         let result = generate(model, &job, summary.context_length);
         // The caller may have gone (deadline); the answer is then dropped.
-        let _ = job.events.send(GenerationEvent::Done(result));
+        let _ = job.events.blocking_send(GenerationEvent::Done(result));
         in_flight.fetch_sub(1, Ordering::SeqCst);
     }
 }
@@ -260,5 +263,5 @@ fn generate(model: &mut Loaded, job: &Job, context_length: usize) -> Result<Gene
 
 /// False when the caller stopped listening.
 fn send_token(job: &Job, text: &str) -> bool {
-    job.events.send(GenerationEvent::Token(text.to_string())).is_ok()
+    job.events.blocking_send(GenerationEvent::Token(text.to_string())).is_ok()
 }

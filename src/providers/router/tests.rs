@@ -5,8 +5,8 @@
 
 use super::*;
 use crate::config::model::ProviderKind;
-use crate::providers::{ChatMessage, ToolSpec, Usage};
-use std::sync::atomic::AtomicUsize;
+use crate::providers::{ChatMessage, ModelCall, ToolSpec, Usage};
+use std::sync::atomic::{AtomicBool, AtomicUsize};
 
 fn candidate(provider: &str, kind: ProviderKind, model: &str) -> ModelCandidate {
     ModelCandidate {
@@ -46,8 +46,8 @@ struct FakeModel {
     calls: AtomicUsize,
 }
 
-impl ChatModel for FakeModel {
-    fn complete(&self, _request: &ChatRequest, _timeout: Duration) -> Result<ChatResponse, ProviderError> {
+impl FakeModel {
+    fn answer(&self) -> Result<ChatResponse, ProviderError> {
         self.calls.fetch_add(1, AtomicOrdering::SeqCst);
         if self.failing.load(AtomicOrdering::SeqCst) {
             return Err(ProviderError::ConnectionRefused { url: "http://fake".into() });
@@ -63,27 +63,35 @@ impl ChatModel for FakeModel {
             latency: Duration::from_millis(10),
         })
     }
+}
 
-    fn stream(
-        &self,
-        request: &ChatRequest,
-        timeout: Duration,
-        on_token: &mut dyn FnMut(&str) -> bool,
-    ) -> Result<ChatResponse, ProviderError> {
-        on_token("o");
-        if self.failing.load(AtomicOrdering::SeqCst) {
-            self.calls.fetch_add(1, AtomicOrdering::SeqCst);
-            return Err(ProviderError::StreamInterrupted {
-                url: "http://fake".into(),
-                received_bytes: 1,
-                reason: "reset".into(),
-            });
-        }
-        self.complete(request, timeout)
+impl ChatModel for FakeModel {
+    fn complete<'a>(&'a self, _request: &'a ChatRequest, _timeout: Duration) -> ModelCall<'a, ChatResponse> {
+        Box::pin(std::future::ready(self.answer()))
     }
 
-    fn health(&self, _timeout: Duration) -> Result<(), ProviderError> {
-        Ok(())
+    fn stream<'a>(
+        &'a self,
+        _request: &'a ChatRequest,
+        _timeout: Duration,
+        tokens: &'a mut TokenSink,
+    ) -> ModelCall<'a, ChatResponse> {
+        Box::pin(async move {
+            tokens.send("o").await;
+            if self.failing.load(AtomicOrdering::SeqCst) {
+                self.calls.fetch_add(1, AtomicOrdering::SeqCst);
+                return Err(ProviderError::StreamInterrupted {
+                    url: "http://fake".into(),
+                    received_bytes: 1,
+                    reason: "reset".into(),
+                });
+            }
+            self.answer()
+        })
+    }
+
+    fn health(&self, _timeout: Duration) -> ModelCall<'_, ()> {
+        Box::pin(std::future::ready(Ok(())))
     }
 
     fn capabilities(&self) -> Capabilities {
