@@ -4,15 +4,15 @@
 //! Run with `cargo bench --bench runs`. Prints runs/s and the p50/p99 latency of a run as the
 //! client sees it; the upstream answers at once, so that latency is what Astromesh adds.
 //!
-//! Measured on the 2-core reference machine (release, bench at nice -20, 15 runs on a VM whose
-//! speed varies from minute to minute): 3,110-3,730 runs/s, p50 3.9-4.8 ms, p99 8.9-15.6 ms
-//! (median 11.1 ms). It was 636 runs/s (p99 72 ms) when each run awaited two writer commits,
-//! and ~2,900 runs/s (p99 ~14 ms) before ureq's per-call resolver thread was removed
-//! (`net.rs`), lazy trace writes joined the batch's transaction and mimalloc came in. What is
-//! left of the p99 follows the durable commit's fdatasync on this disk (~0.85 ms median, ~4 ms
-//! at p99, now and then 15-100 ms, stalling every run in flight) and CPU contention: with no
-//! fsync at all the p99 is ~8-10 ms, since the clients and the scripted upstream share the two
-//! cores.
+//! Measured on the 2-core reference machine (release, 15 runs at nice -20 plus 3 without, on a
+//! VM whose speed varies from minute to minute): 4,120-4,960 runs/s, p50 3.2-3.5 ms, p99
+//! 4.7-8.8 ms. History: 636 runs/s (p99 72 ms) when each run awaited two writer commits;
+//! ~2,900 runs/s (p99 ~14 ms) before ureq's per-call resolver thread was removed (`net.rs`),
+//! lazy trace writes joined the batch's transaction and mimalloc came in; 3,110-3,730 runs/s
+//! (p99 8.9-15.6 ms) while provider calls were blocking ureq calls on the blocking pool, one
+//! runnable thread per run in flight. What is left of the p99 follows the durable commit's
+//! fdatasync on this disk (~0.85 ms median, ~4 ms at p99, now and then 15-100 ms, stalling
+//! every run in flight) and the clients and scripted upstream sharing the two cores.
 
 #[path = "../tests/support/llm.rs"]
 #[allow(dead_code)]
