@@ -215,3 +215,43 @@ async fn a_missing_model_file_makes_runs_fail_with_where_it_looked() {
         answer.text
     );
 }
+
+#[tokio::test]
+async fn a_client_that_disconnects_frees_the_local_model() {
+    let tiny = model(false, None);
+    // One generation at a time and no queue: while the long one runs, others are refused. It
+    // would take ~12 s (debug build) if nobody stopped it.
+    let long = agent_with(
+        "long",
+        &tiny.path,
+        "temperature: 0, max_tokens: 3500, queue_size: 0",
+        "  orchestration: {timeout_seconds: 120}\n",
+    );
+    let app =
+        start(&[("long", long), ("tiny", agent("tiny", &tiny.path, "temperature: 0, max_tokens: 4, queue_size: 0"))])
+            .await;
+    let ws_url = format!("{}/v1/ws/agent/long", app.url.replacen("http://", "ws://", 1));
+    let (mut socket, _) = tokio_tungstenite::connect_async(ws_url).await.unwrap();
+    socket.send(Message::Text(r#"{"query": "Go on"}"#.into())).await.unwrap();
+    loop {
+        let Message::Text(text) = socket.next().await.unwrap().unwrap() else { continue };
+        let frame: Value = serde_json::from_str(&text).unwrap();
+        assert_eq!(frame["type"], "token", "{frame}");
+        break;
+    }
+    let busy = app.post("/v1/agents/tiny/run", &json!({"query": "Hi"})).await;
+    assert_eq!(busy.status, 503, "the long generation holds the model: {}", busy.text);
+    drop(socket);
+    // The worker notices at its next token; poll until the model takes work again.
+    let mut answer = None;
+    for _ in 0..100 {
+        let attempt = app.post("/v1/agents/tiny/run", &json!({"query": "Hi"})).await;
+        if attempt.status != 503 {
+            answer = Some(attempt);
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let answer = answer.expect("the model was still busy 5 s after its client left");
+    assert_eq!(answer.status, 200, "{}", answer.text);
+}

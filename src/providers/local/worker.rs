@@ -56,7 +56,8 @@ pub(crate) struct Job {
     pub hold_from: Option<&'static str>,
     /// Awaited by the adapter; this thread sends with `blocking_send` (it is no runtime thread).
     pub events: Sender<GenerationEvent>,
-    /// Set by the caller when it gives up (deadline): the worker stops at the next token.
+    /// Set by the caller when it gives up (deadline): the worker stops at the next token, as it
+    /// does when the caller drops its receiver.
     pub cancelled: Arc<AtomicBool>,
 }
 
@@ -164,6 +165,11 @@ fn serve(
             }
         }
         let Some(model) = loaded.as_mut() else { continue };
+        if job.events.is_closed() || job.cancelled.load(Ordering::Relaxed) {
+            // Its caller gave up while it waited in the queue.
+            in_flight.fetch_sub(1, Ordering::SeqCst);
+            continue;
+        }
         let result = generate(model, &job, summary.context_length);
         // The caller may have gone (deadline); the answer is then dropped.
         let _ = job.events.blocking_send(GenerationEvent::Done(result));
@@ -209,7 +215,8 @@ fn generate(model: &mut Loaded, job: &Job, context_length: usize) -> Result<Gene
     let mut finish_reason = "length";
     let mut streaming = true;
     while generated.len() < budget {
-        if job.cancelled.load(Ordering::Relaxed) {
+        // The caller gave up: its deadline passed, or it dropped the call (the channel closed).
+        if job.cancelled.load(Ordering::Relaxed) || job.events.is_closed() {
             break;
         }
         let next = sampler.sample(&logits).map_err(|error| LocalError::Inference(error.to_string()))?;
