@@ -329,6 +329,21 @@ async fn transport_failures_name_their_cause() {
 }
 
 #[tokio::test]
+async fn an_endless_response_is_cut_off_with_a_clear_error() {
+    let llm = ScriptedLlm::start().await;
+    let huge = "x".repeat(65 * 1024 * 1024);
+    llm.push(Reply::malformed(&huge));
+    llm.push(Reply::malformed(&huge));
+    let model = adapter(json!({"provider": "openai_compat", "model": "m", "endpoint": llm.url()}));
+    for streaming in [false, true] {
+        let result = if streaming { stream(&model, hello()).await.1 } else { complete(&model, hello()).await };
+        let error = result.unwrap_err();
+        assert!(matches!(error, ProviderError::Malformed { .. }), "{error:?}");
+        assert!(error.to_string().ends_with("the response is larger than 64 MiB"), "streaming {streaming}: {error}");
+    }
+}
+
+#[tokio::test]
 async fn api_key_and_custom_headers_reach_the_wire() {
     let llm = ScriptedLlm::start().await;
     let model =

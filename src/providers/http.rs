@@ -23,6 +23,9 @@ use crate::config::Secret;
 const EXCERPT_CHARS: usize = 300;
 /// Error bodies are read up to this many bytes (the excerpt needs far less).
 const ERROR_BODY_LIMIT: usize = 64 * 1024;
+/// A response (whole or streamed) over this many bytes is refused: far beyond any model's
+/// answer, framing included, and a broken upstream must not fill our memory.
+const BODY_LIMIT: u64 = 64 * 1024 * 1024;
 
 /// The headers that carry a key, and the key itself (to redact it from quoted error bodies).
 #[derive(Default)]
@@ -129,11 +132,17 @@ async fn check_status(mut response: Response, url: &str, secret: Option<&Secret>
 
 /// Reads a whole JSON body into `T`.
 pub(crate) async fn read_json<T: DeserializeOwned>(
-    response: Response,
+    mut response: Response,
     url: &str,
     total: Duration,
 ) -> Result<T, ProviderError> {
-    let bytes = response.bytes().await.map_err(|error| body_error(&error, url, total, 0))?;
+    let mut bytes = Vec::new();
+    while let Some(chunk) =
+        response.chunk().await.map_err(|error| body_error(&error, url, total, bytes.len() as u64))?
+    {
+        bytes.extend_from_slice(&chunk);
+        check_size(bytes.len() as u64, url)?;
+    }
     serde_json::from_slice(&bytes).map_err(|error| ProviderError::Malformed {
         url: url.to_string(),
         detail: format!("{error} (body: {})", excerpt(&String::from_utf8_lossy(&bytes))),
@@ -159,6 +168,7 @@ pub(crate) async fn read_stream<A: StreamAssembler>(
     };
     while let Some(chunk) = response.chunk().await.map_err(|error| body_error(&error, url, total, received_bytes))? {
         received_bytes += chunk.len() as u64;
+        check_size(received_bytes, url)?;
         assembler.push(&chunk, &mut decoded).map_err(|error| fault(error, received_bytes))?;
         for token in decoded.drain(..) {
             tokens.send(&token).await;
@@ -176,6 +186,16 @@ pub(crate) async fn read_stream<A: StreamAssembler>(
             url: url.to_string(),
             received_bytes,
             reason: "the stream ended before its final event".to_string(),
+        });
+    }
+    Ok(())
+}
+
+fn check_size(received_bytes: u64, url: &str) -> Result<(), ProviderError> {
+    if received_bytes > BODY_LIMIT {
+        return Err(ProviderError::Malformed {
+            url: url.to_string(),
+            detail: format!("the response is larger than {} MiB", BODY_LIMIT / (1024 * 1024)),
         });
     }
     Ok(())
