@@ -55,6 +55,7 @@ impl HttpEndpoint {
         let client = crate::net::client_builder()
             .and_then(|builder| {
                 builder
+                    .redirect(same_origin_redirects())
                     .connect_timeout(candidate.connect_timeout)
                     .default_headers(headers)
                     .build()
@@ -110,6 +111,20 @@ impl HttpEndpoint {
         let response = request.send().await.map_err(|error| map_reqwest_error(&error, url, total, connect))?;
         check_status(response, url, auth.secret.as_ref()).await
     }
+}
+
+/// Redirects are followed (up to 5) only within the endpoint's own origin: a key sent in a
+/// custom header (`x-api-key`, `api-key`) must never travel to another host. A redirect
+/// elsewhere is answered as the 3xx status it is.
+fn same_origin_redirects() -> reqwest::redirect::Policy {
+    reqwest::redirect::Policy::custom(|attempt| {
+        let same_origin = attempt.previous().first().is_some_and(|first| first.origin() == attempt.url().origin());
+        if attempt.previous().len() > 5 || !same_origin {
+            attempt.stop()
+        } else {
+            attempt.follow()
+        }
+    })
 }
 
 async fn check_status(mut response: Response, url: &str, secret: Option<&Secret>) -> Result<Response, ProviderError> {
