@@ -1,13 +1,13 @@
-//! Outbound HTTP plumbing. For our blocking ureq agents (remote embedders, OTLP export, the
-//! fetch tool): `config`, the settings every agent starts from, and `agent`, which builds an
-//! agent on `CachingResolver`. For our async reqwest clients (model providers, the mesh, MCP):
-//! `client_builder`, with rustls on ring and a resolver whose failures callers can recognise
-//! (`UnknownHost`).
+//! Outbound HTTP plumbing. For our blocking ureq agents (OTLP export, the fetch tool): `config`,
+//! the settings every agent starts from, and `agent`, which builds an agent on
+//! `CachingResolver`. For our async reqwest clients (model providers, remote embedders, the
+//! mesh, MCP): `client_builder`, with rustls on ring and a resolver whose failures callers can
+//! recognise (`UnknownHost`); `same_origin_redirects`; `causes`, an error's text.
 //!
-//! Why: ureq's `DefaultResolver` runs on every call, before the agent looks for a pooled
-//! connection, and when a timeout is set it resolves on a freshly spawned thread. That was one
-//! thread spawn per LLM call (with the allocator's fresh pages for it) even against
-//! `127.0.0.1`. `CachingResolver` answers IP literals at once and keeps a host name's
+//! Why `CachingResolver`: ureq's `DefaultResolver` runs on every call, before the agent looks
+//! for a pooled connection, and when a timeout is set it resolves on a freshly spawned thread:
+//! one thread spawn per request (with the allocator's fresh pages for it) even against
+//! `127.0.0.1`, which cost the LLM calls dearly while they were on ureq. `CachingResolver` answers IP literals at once and keeps a host name's
 //! addresses for `TTL`; a miss goes to the default resolver, timeout and all.
 //!
 //! Not here: the fetch tool's resolver (`tools/fetch.rs`), which must check every resolution
@@ -51,6 +51,39 @@ pub fn client_builder() -> Result<reqwest::ClientBuilder, String> {
         .tls_backend_preconfigured(tls)
         .user_agent(USER_AGENT)
         .dns_resolver(std::sync::Arc::new(AsyncResolver)))
+}
+
+/// Redirects are followed (up to 5) only within the endpoint's own origin: a key sent in a
+/// custom header (`x-api-key`, `api-key`) must never travel to another host. A redirect
+/// elsewhere is answered as the 3xx status it is.
+pub fn same_origin_redirects() -> reqwest::redirect::Policy {
+    reqwest::redirect::Policy::custom(|attempt| {
+        let same_origin = attempt.previous().first().is_some_and(|first| first.origin() == attempt.url().origin());
+        if attempt.previous().len() > 5 || !same_origin {
+            attempt.stop()
+        } else {
+            attempt.follow()
+        }
+    })
+}
+
+/// The causes under a reqwest error, innermost last ("client error (Connect): tcp connect
+/// error: ..."); the top level only restates the URL, which our messages already carry.
+pub fn causes(error: &reqwest::Error) -> String {
+    let mut parts = Vec::new();
+    let mut source = std::error::Error::source(error);
+    while let Some(cause) = source {
+        let text = cause.to_string();
+        if !parts.iter().any(|part: &String| part.contains(&text)) {
+            parts.push(text);
+        }
+        source = cause.source();
+    }
+    if parts.is_empty() {
+        error.to_string()
+    } else {
+        parts.join(": ")
+    }
 }
 
 /// A host name that resolved to no address; found in the source chain of a reqwest error.

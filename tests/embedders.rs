@@ -147,6 +147,18 @@ async fn a_collection_refuses_vectors_of_another_embedder_and_failures_are_502()
     assert!(detail.contains("ollama:broken") && detail.contains("500") && detail.contains("model crashed"), "{detail}");
     let query = app.post("/v1/rag/query", &json!({"collection": "fresh", "query": "battery"})).await;
     assert_eq!(query.status, 404, "nothing was stored: {}", query.text);
+
+    // An embedding service that is not there: a 502 that says so.
+    let dead = {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        format!("http://{}", listener.local_addr().unwrap())
+    };
+    std::fs::write(app.config_dir.path().join("runtime.yaml"), runtime_yaml(&dead, "toy")).unwrap();
+    let app = app.restart().await;
+    let failed = app.post("/v1/rag/ingest", &ingest_body("fresh")).await;
+    assert_eq!(failed.status, 502, "{}", failed.text);
+    let detail = failed.json["detail"].as_str().unwrap();
+    assert!(detail.contains("ollama:toy") && detail.contains("Connection refused"), "{detail}");
 }
 
 #[test]

@@ -1,13 +1,12 @@
 //! Remote embedders: an Ollama server (`/api/embed`) or an OpenAI-compatible service
 //! (`/embeddings`), for collections configured to use one instead of the local model.
 //!
-//! Calls are blocking ureq requests run in `spawn_blocking`, `batch_size` texts at a time, each
-//! bounded by the configured timeout. Every answer is checked (one vector per text, in order,
+//! Calls are async reqwest requests on one pooled client, `batch_size` texts at a time, each
+//! bounded by the configured timeout (body included); redirects stay within the endpoint's
+//! origin, so the key never travels elsewhere. Every answer is checked (one vector per text, in order,
 //! one dimension throughout, finite numbers) and L2-normalised, because the vector index scores
 //! by dot product. The key is read at call time from `api_key` or `api_key_env`, so rotating the
 //! variable needs no restart. Not here: which collection uses which embedder (`rag`).
-
-use std::io::Read;
 
 use serde_json::{json, Value};
 
@@ -15,18 +14,25 @@ use super::EmbedError;
 use crate::config::{RemoteEmbedderConfig, RemoteKind};
 
 /// Answers are read up to this many bytes (64 texts of 4,096 floats as JSON fit easily).
-const BODY_LIMIT: u64 = 256 * 1024 * 1024;
+const BODY_LIMIT: usize = 256 * 1024 * 1024;
 
 /// A configured remote embedder. Cheap to share (`Arc`).
 pub struct RemoteEmbedder {
     config: RemoteEmbedderConfig,
-    agent: ureq::Agent,
+    /// `Err(reason)`: the client could not be built (TLS setup); every call fails with it.
+    client: Result<reqwest::Client, String>,
 }
 
 impl RemoteEmbedder {
     pub fn new(config: RemoteEmbedderConfig) -> RemoteEmbedder {
-        let agent = crate::net::agent(crate::net::config().timeout_global(Some(config.timeout)).build());
-        RemoteEmbedder { config, agent }
+        let client = crate::net::client_builder().and_then(|builder| {
+            builder
+                .timeout(config.timeout)
+                .redirect(crate::net::same_origin_redirects())
+                .build()
+                .map_err(|error| error.to_string())
+        });
+        RemoteEmbedder { config, client }
     }
 
     /// `ollama:<model>` or `openai:<model>`: what a collection records as its embedder.
@@ -35,20 +41,10 @@ impl RemoteEmbedder {
     }
 
     /// Embeds `texts` in order, `batch_size` per request; L2-normalised vectors.
-    pub async fn embed(self: &std::sync::Arc<Self>, texts: Vec<String>) -> Result<Vec<Vec<f32>>, EmbedError> {
-        if texts.is_empty() {
-            return Ok(Vec::new());
-        }
-        let this = std::sync::Arc::clone(self);
-        tokio::task::spawn_blocking(move || this.embed_blocking(&texts))
-            .await
-            .map_err(|error| EmbedError::Remote(format!("embedding task failed: {error}")))?
-    }
-
-    fn embed_blocking(&self, texts: &[String]) -> Result<Vec<Vec<f32>>, EmbedError> {
+    pub async fn embed(&self, texts: Vec<String>) -> Result<Vec<Vec<f32>>, EmbedError> {
         let mut vectors: Vec<Vec<f32>> = Vec::with_capacity(texts.len());
         for batch in texts.chunks(self.config.batch_size) {
-            let mut answer = self.request(batch)?;
+            let mut answer = self.request(batch).await?;
             if let Some(first) = vectors.first() {
                 if let Some(other) = answer.iter().find(|vector| vector.len() != first.len()) {
                     return Err(self.fault(format!(
@@ -64,7 +60,7 @@ impl RemoteEmbedder {
     }
 
     /// One request for `batch`; the vectors in order, normalised.
-    fn request(&self, batch: &[String]) -> Result<Vec<Vec<f32>>, EmbedError> {
+    async fn request(&self, batch: &[String]) -> Result<Vec<Vec<f32>>, EmbedError> {
         let (path, body) = match self.config.kind {
             RemoteKind::Ollama => ("/api/embed", json!({ "model": self.config.model, "input": batch })),
             RemoteKind::OpenAi => {
@@ -72,19 +68,26 @@ impl RemoteEmbedder {
             }
         };
         let url = format!("{}{path}", self.config.endpoint);
-        let mut request = self.agent.post(&url);
+        let client = self.client.as_ref().map_err(|reason| self.fault(format!("no HTTP client: {reason}")))?;
+        let mut request = client.post(&url).json(&body);
         if let Some(key) = self.key() {
             request = request.header("Authorization", format!("Bearer {key}"));
         }
-        let mut response = request.send_json(&body).map_err(|error| self.fault(format!("{url}: {error}")))?;
+        let mut response = request
+            .send()
+            .await
+            .map_err(|error| self.fault(format!("{url}: {}", describe(&error, self.config.timeout))))?;
         let status = response.status().as_u16();
-        let mut text = String::new();
-        response
-            .body_mut()
-            .as_reader()
-            .take(BODY_LIMIT)
-            .read_to_string(&mut text)
-            .map_err(|error| self.fault(format!("{url}: reading the answer: {error}")))?;
+        let mut bytes = Vec::new();
+        while let Some(chunk) = response.chunk().await.map_err(|error| {
+            self.fault(format!("{url}: reading the answer: {}", describe(&error, self.config.timeout)))
+        })? {
+            bytes.extend_from_slice(&chunk);
+            if bytes.len() > BODY_LIMIT {
+                return Err(self.fault(format!("{url}: the answer is larger than {} MiB", BODY_LIMIT >> 20)));
+            }
+        }
+        let text = String::from_utf8_lossy(&bytes);
         if !(200..300).contains(&status) {
             let mut quoted = crate::providers::http::excerpt(&text);
             if let Some(key) = self.key().filter(|key| key.len() >= 4) {
@@ -116,6 +119,14 @@ impl RemoteEmbedder {
     fn fault(&self, message: String) -> EmbedError {
         EmbedError::Remote(format!("embedder {}: {message}", self.id()))
     }
+}
+
+/// A transport error in words: the timeout, or its causes.
+fn describe(error: &reqwest::Error, timeout: std::time::Duration) -> String {
+    if error.is_timeout() {
+        return format!("no complete answer within {:?}", timeout);
+    }
+    crate::net::causes(error)
 }
 
 /// `{"embeddings": [[f32...], ...]}`.

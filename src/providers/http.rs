@@ -55,7 +55,7 @@ impl HttpEndpoint {
         let client = crate::net::client_builder()
             .and_then(|builder| {
                 builder
-                    .redirect(same_origin_redirects())
+                    .redirect(crate::net::same_origin_redirects())
                     .connect_timeout(candidate.connect_timeout)
                     .default_headers(headers)
                     .build()
@@ -111,20 +111,6 @@ impl HttpEndpoint {
         let response = request.send().await.map_err(|error| map_reqwest_error(&error, url, total, connect))?;
         check_status(response, url, auth.secret.as_ref()).await
     }
-}
-
-/// Redirects are followed (up to 5) only within the endpoint's own origin: a key sent in a
-/// custom header (`x-api-key`, `api-key`) must never travel to another host. A redirect
-/// elsewhere is answered as the 3xx status it is.
-fn same_origin_redirects() -> reqwest::redirect::Policy {
-    reqwest::redirect::Policy::custom(|attempt| {
-        let same_origin = attempt.previous().first().is_some_and(|first| first.origin() == attempt.url().origin());
-        if attempt.previous().len() > 5 || !same_origin {
-            attempt.stop()
-        } else {
-            attempt.follow()
-        }
-    })
 }
 
 async fn check_status(mut response: Response, url: &str, secret: Option<&Secret>) -> Result<Response, ProviderError> {
@@ -221,7 +207,7 @@ fn body_error(error: &reqwest::Error, url: &str, total: Duration, received_bytes
     if error.is_timeout() {
         return ProviderError::Timeout { url: url.to_string(), timeout: total };
     }
-    ProviderError::StreamInterrupted { url: url.to_string(), received_bytes, reason: causes(error) }
+    ProviderError::StreamInterrupted { url: url.to_string(), received_bytes, reason: crate::net::causes(error) }
 }
 
 /// Maps a transport failure to the variant an operator can act on.
@@ -249,26 +235,7 @@ pub(crate) fn map_reqwest_error(
     } else if error.is_timeout() {
         ProviderError::Timeout { url, timeout: total }
     } else {
-        ProviderError::Connection { url, reason: causes(error) }
-    }
-}
-
-/// The causes under a reqwest error, innermost last ("client error (Connect): tcp connect
-/// error: ..."); the top level only restates the URL, which our messages already carry.
-fn causes(error: &reqwest::Error) -> String {
-    let mut parts = Vec::new();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        let text = cause.to_string();
-        if !parts.iter().any(|part: &String| part.contains(&text)) {
-            parts.push(text);
-        }
-        source = cause.source();
-    }
-    if parts.is_empty() {
-        error.to_string()
-    } else {
-        parts.join(": ")
+        ProviderError::Connection { url, reason: crate::net::causes(error) }
     }
 }
 
