@@ -1,14 +1,15 @@
-//! Outbound HTTP plumbing. For our blocking ureq agents (OTLP export, the fetch tool): `config`,
-//! the settings every agent starts from, and `agent`, which builds an agent on
-//! `CachingResolver`. For our async reqwest clients (model providers, remote embedders, the
-//! mesh, MCP): `client_builder`, with rustls on ring and a resolver whose failures callers can
-//! recognise (`UnknownHost`); `same_origin_redirects`; `causes`, an error's text.
+//! Outbound HTTP plumbing. For our blocking ureq agents (OTLP export): `config`, the settings
+//! every agent starts from, and `agent`, which builds an agent on `CachingResolver`. For our
+//! async reqwest clients (model providers, remote embedders, the tools' fetch, the mesh, MCP):
+//! `client_builder`, with rustls on ring and a resolver whose failures callers can recognise
+//! (`UnknownHost`); `same_origin_redirects`; `causes`, an error's text.
 //!
 //! Why `CachingResolver`: ureq's `DefaultResolver` runs on every call, before the agent looks
 //! for a pooled connection, and when a timeout is set it resolves on a freshly spawned thread:
 //! one thread spawn per request (with the allocator's fresh pages for it) even against
-//! `127.0.0.1`, which cost the LLM calls dearly while they were on ureq. `CachingResolver` answers IP literals at once and keeps a host name's
-//! addresses for `TTL`; a miss goes to the default resolver, timeout and all.
+//! `127.0.0.1`, which cost the LLM calls dearly while they were on ureq. `CachingResolver`
+//! answers IP literals at once and keeps a host name's addresses for `TTL`; a miss goes to the
+//! default resolver, timeout and all.
 //!
 //! Not here: the fetch tool's resolver (`tools/fetch.rs`), which must check every resolution
 //! against its address policy and so never caches.

@@ -1,20 +1,23 @@
-//! Outbound HTTP for the tools: ureq on the blocking pool, through the network policy.
+//! Outbound HTTP for the tools: an async reqwest client, through the network policy.
 //!
-//! ureq blocks, so `fetch` moves the whole exchange (every redirect hop included) into
-//! `spawn_blocking`. Names are resolved by `PolicyResolver`, which checks each address with
-//! `NetPolicy::check` before ureq may connect to it: the check happens after DNS and on the very
-//! address used, so a name that resolves to a private address (or changes its answer between a
-//! check and the connect) cannot slip through. ureq's own redirect following is off; `fetch`
-//! follows up to 10 redirects itself so every hop goes through the resolver again, and drops
-//! credentials (`authorization`, `cookie`) when a redirect leaves the origin. The body is read
-//! up to `max_response_bytes`; the policy's `timeout` bounds the whole exchange. No proxy is
-//! taken from the environment (`HTTP_PROXY` would bypass the address checks).
+//! Names are resolved by `PolicyResolver`, which checks each address with `NetPolicy::check`
+//! before the client may connect to it: the check happens after DNS and on the very addresses
+//! used, so a name that resolves to a private address (or changes its answer between a check
+//! and the connect) cannot slip through. An IP literal never reaches a resolver (the connector
+//! parses it), so `fetch` checks literal hosts itself before each hop. The client's own redirect
+//! following is off; `fetch` follows up to 10 redirects itself so every hop is checked again,
+//! and drops credentials (`authorization`, `cookie`) when a redirect leaves the origin. The body
+//! is read up to `max_response_bytes`; the policy's `timeout` bounds the whole exchange. No
+//! proxy is taken from the environment (`HTTP_PROXY` would bypass the address checks).
 
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
 use std::time::Instant;
 
-use ureq::unversioned::resolver::{DefaultResolver, ResolvedSocketAddrs, Resolver};
-use ureq::unversioned::transport::{DefaultConnector, NextTimeout};
+use reqwest::header::{HeaderName, HeaderValue};
 use url::Url;
+
+use crate::net::UnknownHost;
 
 use super::policy::{NetPolicy, PolicyError};
 
@@ -97,65 +100,21 @@ pub enum FetchError {
     Dns { url: String },
     #[error("request to {url} failed: {reason}")]
     Connection { url: String, reason: String },
-    #[error("the request task failed: {0}")]
-    Task(#[from] tokio::task::JoinError),
 }
 
-/// Sends `call` under `policy`, following redirects, on the blocking pool.
+/// Sends `call` under `policy`, following redirects.
 pub(crate) async fn fetch(policy: &NetPolicy, call: HttpCall) -> Result<HttpReply, FetchError> {
-    let policy = policy.clone();
-    tokio::task::spawn_blocking(move || fetch_blocking(&policy, call)).await?
-}
-
-/// Checks every resolved address against the policy before ureq connects.
-#[derive(Debug)]
-struct PolicyResolver {
-    policy: NetPolicy,
-    inner: DefaultResolver,
-}
-
-impl Resolver for PolicyResolver {
-    fn resolve(
-        &self,
-        uri: &ureq::http::Uri,
-        config: &ureq::config::Config,
-        timeout: NextTimeout,
-    ) -> Result<ResolvedSocketAddrs, ureq::Error> {
-        let resolved = self.inner.resolve(uri, config, timeout)?;
-        let host = uri.host().unwrap_or_default();
-        let mut allowed = self.empty();
-        let mut refusal = None;
-        for addr in resolved.iter() {
-            match self.policy.check(host, addr.ip()) {
-                Ok(()) => allowed.push(*addr),
-                Err(error) => refusal = Some(error),
-            }
-        }
-        // A name with both public and blocked addresses is refused as a whole: round-robin
-        // over a mix is how rebinding attacks get one connection through.
-        match refusal {
-            Some(error) => Err(ureq::Error::Other(Box::new(error))),
-            None => Ok(allowed),
-        }
-    }
-}
-
-fn agent_for(policy: &NetPolicy, remaining: std::time::Duration) -> ureq::Agent {
-    let config = crate::net::config()
-        .max_redirects(0)
-        .save_redirect_history(false)
-        .proxy(None)
-        .timeout_global(Some(remaining))
-        .build();
-    ureq::Agent::with_parts(
-        config,
-        DefaultConnector::new(),
-        PolicyResolver { policy: policy.clone(), inner: DefaultResolver::default() },
-    )
-}
-
-fn fetch_blocking(policy: &NetPolicy, call: HttpCall) -> Result<HttpReply, FetchError> {
     let started = Instant::now();
+    let client = crate::net::client_builder()
+        .and_then(|builder| {
+            builder
+                .redirect(reqwest::redirect::Policy::none())
+                .no_proxy()
+                .dns_resolver(Arc::new(PolicyResolver { policy: policy.clone() }))
+                .build()
+                .map_err(|error| error.to_string())
+        })
+        .map_err(|reason| FetchError::Connection { url: call.url.clone(), reason })?;
     let mut url = Url::parse(&call.url)
         .map_err(|error| FetchError::BadUrl { url: call.url.clone(), reason: error.to_string() })?;
     let mut method = call.method.to_ascii_uppercase();
@@ -165,21 +124,23 @@ fn fetch_blocking(policy: &NetPolicy, call: HttpCall) -> Result<HttpReply, Fetch
         if !matches!(url.scheme(), "http" | "https") {
             return Err(PolicyError::Scheme(url.scheme().to_string()).into());
         }
+        check_literal_host(policy, &url)?;
         let timed_out = || FetchError::Timeout { url: url.to_string(), secs: policy.timeout.as_secs_f64() };
         let remaining =
             policy.timeout.checked_sub(started.elapsed()).filter(|left| !left.is_zero()).ok_or_else(timed_out)?;
-        let agent = agent_for(policy, remaining);
-        let request = headers.iter().fold(
-            ureq::http::Request::builder().method(method.as_str()).uri(url.as_str()),
-            |request, (name, value)| request.header(name.as_str(), value.as_str()),
-        );
-        let bad_request =
-            |error: ureq::http::Error| FetchError::BadRequest { url: url.to_string(), reason: error.to_string() };
-        let sent = match &body {
-            Some(bytes) => agent.run(request.body(bytes.clone()).map_err(bad_request)?),
-            None => agent.run(request.body(()).map_err(bad_request)?),
-        };
-        let mut response = sent.map_err(|error| map_error(error, &url, policy))?;
+        let bad_request = |reason: String| FetchError::BadRequest { url: url.to_string(), reason };
+        let request_method =
+            reqwest::Method::from_bytes(method.as_bytes()).map_err(|error| bad_request(error.to_string()))?;
+        let mut request = client.request(request_method, url.clone()).timeout(remaining);
+        for (name, value) in &headers {
+            let name = HeaderName::from_bytes(name.as_bytes()).map_err(|error| bad_request(error.to_string()))?;
+            let value = HeaderValue::from_str(value).map_err(|error| bad_request(error.to_string()))?;
+            request = request.header(name, value);
+        }
+        if let Some(bytes) = &body {
+            request = request.body(bytes.clone());
+        }
+        let mut response = request.send().await.map_err(|error| map_error(&error, &url, policy))?;
         let status = response.status().as_u16();
         let location = response.headers().get("location").and_then(|value| value.to_str().ok()).map(str::to_string);
         if let (300..=399, Some(location)) = (status, location) {
@@ -206,30 +167,70 @@ fn fetch_blocking(policy: &NetPolicy, call: HttpCall) -> Result<HttpReply, Fetch
             .iter()
             .map(|(name, value)| (name.to_string(), String::from_utf8_lossy(value.as_bytes()).into_owned()))
             .collect();
-        let bytes = response
-            .body_mut()
-            .with_config()
-            .limit(policy.max_response_bytes)
-            .read_to_vec()
-            .map_err(|error| map_error(error, &url, policy))?;
+        let mut bytes = Vec::new();
+        while let Some(chunk) = response.chunk().await.map_err(|error| map_error(&error, &url, policy))? {
+            bytes.extend_from_slice(&chunk);
+            if bytes.len() as u64 > policy.max_response_bytes {
+                return Err(FetchError::TooLarge { url: url.to_string(), limit: policy.max_response_bytes });
+            }
+        }
         return Ok(HttpReply { status, headers: reply_headers, body: bytes, url: url.to_string() });
     }
     Err(FetchError::TooManyRedirects { url: call.url })
 }
 
-fn map_error(error: ureq::Error, url: &Url, policy: &NetPolicy) -> FetchError {
-    let url_text = url.to_string();
-    match error {
-        ureq::Error::Other(inner) => match inner.downcast::<PolicyError>() {
-            Ok(policy_error) => FetchError::Policy(*policy_error),
-            Err(other) => FetchError::Connection { url: url_text, reason: other.to_string() },
-        },
-        ureq::Error::Timeout(_) => FetchError::Timeout { url: url_text, secs: policy.timeout.as_secs_f64() },
-        ureq::Error::BodyExceedsLimit(_) => FetchError::TooLarge { url: url_text, limit: policy.max_response_bytes },
-        ureq::Error::HostNotFound => FetchError::Dns { url: url_text },
-        ureq::Error::Io(io) if io.kind() == std::io::ErrorKind::TimedOut => {
-            FetchError::Timeout { url: url_text, secs: policy.timeout.as_secs_f64() }
-        }
-        other => FetchError::Connection { url: url_text, reason: other.to_string() },
+/// An IP-literal host is connected to without any resolver: check it here.
+fn check_literal_host(policy: &NetPolicy, url: &Url) -> Result<(), PolicyError> {
+    let addr = match url.host() {
+        Some(url::Host::Ipv4(addr)) => IpAddr::V4(addr),
+        Some(url::Host::Ipv6(addr)) => IpAddr::V6(addr),
+        Some(url::Host::Domain(_)) | None => return Ok(()),
+    };
+    policy.check(url.host_str().unwrap_or_default(), addr)
+}
+
+/// Resolves a name and checks every address against the policy before the client connects.
+#[derive(Debug)]
+struct PolicyResolver {
+    policy: NetPolicy,
+}
+
+impl reqwest::dns::Resolve for PolicyResolver {
+    fn resolve(&self, name: reqwest::dns::Name) -> reqwest::dns::Resolving {
+        let policy = self.policy.clone();
+        let host = name.as_str().to_string();
+        Box::pin(async move {
+            let addrs: Vec<SocketAddr> = match tokio::net::lookup_host((host.as_str(), 0)).await {
+                Ok(addrs) => addrs.collect(),
+                Err(_) => Vec::new(),
+            };
+            if addrs.is_empty() {
+                return Err(Box::new(UnknownHost(host)) as Box<dyn std::error::Error + Send + Sync>);
+            }
+            // A name with both public and blocked addresses is refused as a whole: round-robin
+            // over a mix is how rebinding attacks get one connection through.
+            for addr in &addrs {
+                policy.check(&host, addr.ip()).map_err(Box::new)?;
+            }
+            Ok(Box::new(addrs.into_iter()) as reqwest::dns::Addrs)
+        })
     }
+}
+
+fn map_error(error: &reqwest::Error, url: &Url, policy: &NetPolicy) -> FetchError {
+    let url_text = url.to_string();
+    let mut source = std::error::Error::source(error);
+    while let Some(cause) = source {
+        if let Some(refusal) = cause.downcast_ref::<PolicyError>() {
+            return FetchError::Policy(refusal.clone());
+        }
+        if cause.is::<UnknownHost>() {
+            return FetchError::Dns { url: url_text };
+        }
+        source = cause.source();
+    }
+    if error.is_timeout() {
+        return FetchError::Timeout { url: url_text, secs: policy.timeout.as_secs_f64() };
+    }
+    FetchError::Connection { url: url_text, reason: crate::net::causes(error) }
 }

@@ -441,10 +441,19 @@ impl ToolRegistry {
                 }
             }
         };
+        let out_of_time = || {
+            if run_deadline_first {
+                format!("Tool '{name}' stopped at the run's deadline")
+            } else {
+                format!("Tool '{name}' timed out after {:.1}s", timeout.as_secs_f64())
+            }
+        };
         match tokio::time::timeout_at(deadline, work).await {
+            // A tool whose own timer (an HTTP timeout set to the same deadline) fired first
+            // failed for the same reason: say so the same way.
+            Ok(Err(_)) if tokio::time::Instant::now() >= deadline => Err(out_of_time()),
             Ok(result) => result,
-            Err(_) if run_deadline_first => Err(format!("Tool '{name}' stopped at the run's deadline")),
-            Err(_) => Err(format!("Tool '{name}' timed out after {:.1}s", timeout.as_secs_f64())),
+            Err(_) => Err(out_of_time()),
         }
     }
 }
