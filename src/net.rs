@@ -101,16 +101,22 @@ impl reqwest::dns::Resolve for AsyncResolver {
     fn resolve(&self, name: reqwest::dns::Name) -> reqwest::dns::Resolving {
         let host = name.as_str().to_string();
         Box::pin(async move {
-            let addrs: Vec<SocketAddr> = match tokio::net::lookup_host((host.as_str(), 0)).await {
-                Ok(addrs) => addrs.collect(),
-                Err(_) => Vec::new(),
-            };
-            if addrs.is_empty() {
-                return Err(Box::new(UnknownHost(host)) as Box<dyn std::error::Error + Send + Sync>);
-            }
+            let addrs = lookup(host).await?;
             Ok(Box::new(addrs.into_iter()) as reqwest::dns::Addrs)
         })
     }
+}
+
+/// The addresses of `host` (port 0: the connector sets the port); none is an `UnknownHost`.
+pub async fn lookup(host: String) -> Result<Vec<SocketAddr>, Box<dyn std::error::Error + Send + Sync>> {
+    let addrs: Vec<SocketAddr> = match tokio::net::lookup_host((host.as_str(), 0)).await {
+        Ok(addrs) => addrs.collect(),
+        Err(_) => Vec::new(),
+    };
+    if addrs.is_empty() {
+        return Err(Box::new(UnknownHost(host)));
+    }
+    Ok(addrs)
 }
 
 /// A ureq agent with `config` that resolves through a `CachingResolver`.

@@ -10,7 +10,7 @@
 //! is read up to `max_response_bytes`; the policy's `timeout` bounds the whole exchange. No
 //! proxy is taken from the environment (`HTTP_PROXY` would bypass the address checks).
 
-use std::net::{IpAddr, SocketAddr};
+use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -200,13 +200,7 @@ impl reqwest::dns::Resolve for PolicyResolver {
         let policy = self.policy.clone();
         let host = name.as_str().to_string();
         Box::pin(async move {
-            let addrs: Vec<SocketAddr> = match tokio::net::lookup_host((host.as_str(), 0)).await {
-                Ok(addrs) => addrs.collect(),
-                Err(_) => Vec::new(),
-            };
-            if addrs.is_empty() {
-                return Err(Box::new(UnknownHost(host)) as Box<dyn std::error::Error + Send + Sync>);
-            }
+            let addrs = crate::net::lookup(host.clone()).await?;
             // A name with both public and blocked addresses is refused as a whole: round-robin
             // over a mix is how rebinding attacks get one connection through.
             for addr in &addrs {
