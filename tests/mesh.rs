@@ -169,6 +169,14 @@ async fn api_keys_and_the_mesh_secret_guard_their_own_endpoints_and_reloads_reac
     let state = format!("{}/v1/mesh/state", a.url);
     assert_eq!(send("GET", &state, None, &[]).await.status, 401);
     assert_eq!(send("GET", &state, None, &[("authorization", "Bearer mesh-secret")]).await.status, 200);
+    // An operator reads the state with an API key (the UI, `astromesh mesh status`), but an API
+    // key is no mesh secret: it cannot act as a peer.
+    assert_eq!(send("GET", &state, None, &[("x-api-key", "api-key-1")]).await.status, 200);
+    assert_eq!(send("GET", &state, None, &[("authorization", "Bearer api-key-1")]).await.status, 200);
+    assert_eq!(send("GET", &state, None, &[("x-api-key", "wrong")]).await.status, 401);
+    let join = json!({"node_id": "intruder", "address": "http://127.0.0.1:9"}).to_string().into_bytes();
+    let refused = send("POST", &format!("{}/v1/mesh/join", a.url), Some(join), &[("x-api-key", "api-key-1")]).await;
+    assert_eq!(refused.status, 401, "{}", refused.text);
     eventually(CONVERGE, "mk-a knows mk-b hosts helper", || {
         a.state().nodes.iter().any(|node| node.node_id == "mk-b" && node.agents.iter().any(|agent| agent == "helper"))
     })

@@ -8,7 +8,9 @@
 //! key: `GET /v1/health`, and the web UI's static files (`/`, `/assets/*`, the UI's own
 //! client-side routes) so that the UI can load and ask for a key. Everything under `/v1/`,
 //! `/mcp` and `/metrics` needs one, except `/v1/mesh/*` when the mesh has a secret: peers
-//! present that secret as their bearer token, and the mesh endpoints check it themselves.
+//! present that secret as their bearer token, and the mesh endpoints check it themselves
+//! (`GET /v1/mesh/state` also takes an API key, marked with [`MeshReader`], so operators can
+//! read the mesh without the peers' secret).
 //!
 //! Keys are compared in constant time (`subtle`) against every configured key, so the answer
 //! time tells nothing about which bytes matched. Each key has its own GCRA budget (`governor`):
@@ -121,11 +123,27 @@ fn is_websocket_upgrade(headers: &HeaderMap) -> bool {
         .is_some_and(|value| value.split(',').any(|protocol| protocol.trim().eq_ignore_ascii_case("websocket")))
 }
 
+/// Set on a `GET /v1/mesh/state` request that carries a valid API key: an operator (the UI,
+/// `astromesh mesh status`) may read the mesh state without the peers' secret.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct MeshReader;
+
 /// The middleware: 401 without a valid key, 429 over the key's budget, else the route.
-pub(crate) async fn require_key(State(auth): State<Auth>, request: Request, next: Next) -> Response {
+pub(crate) async fn require_key(State(auth): State<Auth>, mut request: Request, next: Next) -> Response {
     let path = request.uri().path();
-    let mesh_guarded = auth.inner.mesh_secret && path.starts_with("/v1/mesh/");
-    if auth.inner.keys.is_empty() || is_open(request.method(), path) || mesh_guarded {
+    if auth.inner.keys.is_empty() || is_open(request.method(), path) {
+        return next.run(request).await;
+    }
+    if auth.inner.mesh_secret && path.starts_with("/v1/mesh/") {
+        // Guarded by the mesh secret, which the endpoints check; reading the state with an API
+        // key is allowed too (within the key's budget).
+        let reads_state = request.method() == Method::GET && path == "/v1/mesh/state";
+        if let Some(key_idx) = presented_key(&request).and_then(|key| auth.find_key(&key)).filter(|_| reads_state) {
+            if let Some(refusal) = over_budget(&auth, key_idx) {
+                return refusal;
+            }
+            request.extensions_mut().insert(MeshReader);
+        }
         return next.run(request).await;
     }
     let Some(presented) = presented_key(&request) else {
@@ -134,19 +152,23 @@ pub(crate) async fn require_key(State(auth): State<Auth>, request: Request, next
     let Some(key_idx) = auth.find_key(&presented) else {
         return unauthorized("Invalid API key");
     };
-    if let Some(limiter) = auth.inner.limiters.get(key_idx) {
-        if let Err(not_until) = limiter.check() {
-            let wait = not_until.wait_time_from(auth.inner.clock.now());
-            // Whole seconds, rounded up: retrying after this many seconds succeeds.
-            let retry_after = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
-            let retry_after = retry_after.max(1);
-            let detail = format!("Rate limit exceeded for this API key; retry after {retry_after} s");
-            let mut response = ApiError::TooManyRequests(detail).into_response();
-            response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(retry_after));
-            return response;
-        }
+    if let Some(refusal) = over_budget(&auth, key_idx) {
+        return refusal;
     }
     next.run(request).await
+}
+
+/// 429 with `Retry-After` when the key is over its budget.
+fn over_budget(auth: &Auth, key_idx: usize) -> Option<Response> {
+    let limiter = auth.inner.limiters.get(key_idx)?;
+    let not_until = limiter.check().err()?;
+    let wait = not_until.wait_time_from(auth.inner.clock.now());
+    // Whole seconds, rounded up: retrying after this many seconds succeeds.
+    let retry_after = (wait.as_secs() + u64::from(wait.subsec_nanos() > 0)).max(1);
+    let detail = format!("Rate limit exceeded for this API key; retry after {retry_after} s");
+    let mut response = ApiError::TooManyRequests(detail).into_response();
+    response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(retry_after));
+    Some(response)
 }
 
 fn unauthorized(detail: &str) -> Response {

@@ -2,16 +2,18 @@
 //!
 //! Each handler checks that mesh mode is on (503 otherwise) and, when `ASTROMESH_MESH_SECRET`
 //! is set, that the request carries it as a bearer token (401 otherwise, compared in constant
-//! time), then calls one `Mesh` method. Not here: membership, election or routing logic.
+//! time; `GET /v1/mesh/state` also admits an API key, see `auth::MeshReader`), then calls one
+//! `Mesh` method. Not here: membership, election or routing logic.
 
 use std::sync::Arc;
 
 use axum::extract::State;
 use axum::http::HeaderMap;
 use axum::routing::{get, post};
-use axum::{Json, Router};
+use axum::{Extension, Json, Router};
 use subtle::ConstantTimeEq;
 
+use super::auth::MeshReader;
 use super::error::ApiError;
 use super::extract::ApiJson;
 use super::AppState;
@@ -56,8 +58,19 @@ fn authorised(app: &AppState, headers: &HeaderMap) -> Result<Arc<Mesh>, ApiError
     Ok(mesh)
 }
 
-async fn state(State(app): State<AppState>, headers: HeaderMap) -> Result<Json<MeshState>, ApiError> {
-    Ok(Json(authorised(&app, &headers)?.state()))
+/// Peers read it with the secret; operators may with an API key (`auth::MeshReader`).
+async fn state(
+    State(app): State<AppState>,
+    reader: Option<Extension<MeshReader>>,
+    headers: HeaderMap,
+) -> Result<Json<MeshState>, ApiError> {
+    let mesh = match reader {
+        Some(_) => {
+            app.mesh.clone().ok_or_else(|| ApiError::Unavailable("Mesh not enabled on this node".to_string()))?
+        }
+        None => authorised(&app, &headers)?,
+    };
+    Ok(Json(mesh.state()))
 }
 
 async fn join(
