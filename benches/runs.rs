@@ -25,15 +25,21 @@ use hyper::Request;
 use tokio_util::sync::CancellationToken;
 
 const CLIENTS: usize = 16;
+/// Runs per client, unless `ASTROMESH_BENCH_RUNS` says otherwise (a longer run shows whether
+/// memory keeps growing).
 const RUNS_PER_CLIENT: usize = 400;
 
-async fn client(address: String, client_idx: usize) -> Vec<Duration> {
+fn runs_per_client() -> usize {
+    std::env::var("ASTROMESH_BENCH_RUNS").ok().and_then(|runs| runs.parse().ok()).unwrap_or(RUNS_PER_CLIENT)
+}
+
+async fn client(address: String, client_idx: usize, runs: usize) -> Vec<Duration> {
     let stream = tokio::net::TcpStream::connect(&address).await.expect("connect");
     let io = hyper_util::rt::TokioIo::new(stream);
     let (mut sender, connection) = hyper::client::conn::http1::handshake(io).await.expect("handshake");
     tokio::spawn(connection);
-    let mut latencies = Vec::with_capacity(RUNS_PER_CLIENT);
-    for run_idx in 0..RUNS_PER_CLIENT {
+    let mut latencies = Vec::with_capacity(runs);
+    for run_idx in 0..runs {
         // Each client keeps one session: history grows and is persisted on every run.
         let body = format!(r#"{{"query": "question {run_idx}", "session_id": "bench-{client_idx}-{}"}}"#, run_idx / 20);
         let request = Request::post("/v1/agents/bench/run")
@@ -90,6 +96,7 @@ fn main() {
     runtime.block_on(async {
         let upstream = llm::ScriptedLlm::start().await;
         upstream.set_default(llm::Reply::text("A short answer.").with_usage(20, 5));
+        upstream.stop_recording();
         let config_dir = tempfile::tempdir().expect("config dir");
         std::fs::create_dir_all(config_dir.path().join("agents")).expect("agents dir");
         let agent = format!(
@@ -107,10 +114,11 @@ fn main() {
         let server = tokio::spawn(app.serve(listener, shutdown.clone()));
 
         // Warm-up: connections, allocator, the first history writes.
-        let _ = client(address.clone(), 999).await;
+        let runs = runs_per_client();
+        let _ = client(address.clone(), 999, RUNS_PER_CLIENT).await;
         let started = Instant::now();
-        let tasks: Vec<_> = (0..CLIENTS).map(|idx| tokio::spawn(client(address.clone(), idx))).collect();
-        let mut latencies = Vec::with_capacity(CLIENTS * RUNS_PER_CLIENT);
+        let tasks: Vec<_> = (0..CLIENTS).map(|idx| tokio::spawn(client(address.clone(), idx, runs))).collect();
+        let mut latencies = Vec::with_capacity(CLIENTS * runs);
         for task in tasks {
             latencies.extend(task.await.expect("client"));
         }

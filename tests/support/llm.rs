@@ -19,7 +19,7 @@ use std::time::Duration;
 
 use axum::body::{Body, Bytes};
 use axum::extract::{Request, State};
-use axum::http::{header, HeaderMap, StatusCode};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::{Extension, Router};
 use serde_json::{json, Value};
@@ -186,6 +186,8 @@ struct Shared {
     default: Mutex<Reply>,
     health: Mutex<Reply>,
     log: Mutex<Vec<Recorded>>,
+    /// False after `stop_recording`: arrivals are counted, requests not kept.
+    recording: std::sync::atomic::AtomicBool,
     arrived: watch::Sender<usize>,
     /// Numbers the ids in answers (`chatcmpl-N`, `call_N_i`, `toolu_N_i`).
     next_id: AtomicU64,
@@ -218,6 +220,7 @@ impl ScriptedLlm {
             default: Mutex::new(Reply::text("Hello from the scripted LLM.")),
             health: Mutex::new(Reply::text("")),
             log: Mutex::new(Vec::new()),
+            recording: std::sync::atomic::AtomicBool::new(true),
             arrived: watch::channel(0).0,
             next_id: AtomicU64::new(1),
         });
@@ -264,6 +267,12 @@ impl ScriptedLlm {
     /// Chat calls only.
     pub fn chat_requests(&self) -> Vec<Recorded> {
         self.requests().into_iter().filter(Recorded::is_chat).collect()
+    }
+
+    /// Keeps no more requests (arrivals are still counted): a benchmark's memory is then the
+    /// daemon's, not this log's.
+    pub fn stop_recording(&self) {
+        self.shared.recording.store(false, Ordering::Relaxed);
     }
 
     pub fn request_count(&self) -> usize {
@@ -329,16 +338,27 @@ async fn handle(
 ) -> Response {
     let method = request.method().to_string();
     let path = request.uri().path().to_string();
-    let headers = request.headers().clone();
+    // Copies, not slices: a slice of hyper's read buffer would keep the whole buffer alive for
+    // as long as the log holds the request (which inflates a long benchmark's memory).
+    let headers: HeaderMap = request
+        .headers()
+        .iter()
+        .filter_map(|(name, value)| Some((name.clone(), HeaderValue::from_bytes(value.as_bytes()).ok()?)))
+        .collect();
     let raw_body = axum::body::to_bytes(request.into_body(), 64 * 1024 * 1024).await.unwrap_or_default();
+    let raw_body = Bytes::copy_from_slice(&raw_body);
     let body: Value = serde_json::from_slice(&raw_body).unwrap_or(Value::Null);
     let recorded = Recorded { method, path: path.clone(), headers, body: body.clone(), raw_body };
-    let count = {
-        let mut log = lock(&shared.log);
-        log.push(recorded);
-        log.len()
-    };
-    shared.arrived.send_replace(count);
+    if shared.recording.load(Ordering::Relaxed) {
+        let count = {
+            let mut log = lock(&shared.log);
+            log.push(recorded);
+            log.len()
+        };
+        shared.arrived.send_replace(count);
+    } else {
+        shared.arrived.send_modify(|count| *count += 1);
+    }
 
     let protocol = protocol(&path);
     let reply = match protocol {
