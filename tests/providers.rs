@@ -319,11 +319,11 @@ async fn transport_failures_name_their_cause() {
     assert!(matches!(error, ProviderError::ConnectionRefused { .. }), "{error:?}");
     assert_eq!(error.code(), "model_connection_refused");
 
-    // RFC 6761: `.invalid` never resolves.
+    // RFC 6761: `.invalid` never resolves. Generous limits: a slow resolver still fails as DNS.
     let unknown = adapter(
-        json!({"provider": "openai_compat", "model": "m", "endpoint": "http://no-such-host.invalid:8080/v1", "connect_timeout": 5}),
+        json!({"provider": "openai_compat", "model": "m", "endpoint": "http://no-such-host.invalid:8080/v1", "connect_timeout": 60}),
     );
-    let error = complete(&unknown, hello()).await.unwrap_err();
+    let error = unknown.complete(&hello(), Duration::from_secs(60)).await.unwrap_err();
     assert!(matches!(error, ProviderError::Dns { .. }), "{error:?}");
     assert_eq!(error.to_string(), "could not resolve the host of http://no-such-host.invalid:8080/v1/chat/completions");
 }
