@@ -7,8 +7,8 @@
 //! Measured on the 2-core reference machine (release, 51 runs over an hour, on a VM whose speed
 //! varies from minute to minute): 3,450-5,050 runs/s, p50 3.2-4.4 ms, p99 4.6-9.2 ms; peak RSS
 //! of the whole process (daemon, clients and upstream) ~110-116 MB, levelling off in longer
-//! runs (`ASTROMESH_BENCH_RUNS=2400`: ~152 MB). History: 636 runs/s (p99 72 ms) when each run awaited two writer commits;
-//! ~2,900 runs/s (p99 ~14 ms) before ureq's per-call resolver thread was removed (`net.rs`),
+//! runs (`ASTROMESH_BENCH_RUNS=2400`: ~152 MB). History: 636 runs/s (p99 72 ms) when each
+//! run awaited two writer commits; ~2,900 runs/s (p99 ~14 ms) before ureq's per-call resolver thread was removed (`net.rs`),
 //! lazy trace writes joined the batch's transaction and mimalloc came in; 3,110-3,730 runs/s
 //! (p99 8.9-15.6 ms) while provider calls were blocking ureq calls on the blocking pool, one
 //! runnable thread per run in flight. What is left of the p99 follows the durable commit's

@@ -2,13 +2,14 @@
 //!
 //! `complete` ranks the candidates by the role's strategy, then tries them in turn until one
 //! answers or the run's deadline passes. Each call awaits the adapter on the caller's task
-//! (no thread per call); a panicking adapter fails its candidate only. A candidate that fails `failure_threshold` times in a row is skipped for
-//! `recovery_timeout`; after that exactly one call is let through (half-open): success closes
-//! the circuit, failure opens it again. Health lives in a `std::sync::Mutex` that is only held
-//! for a few field updates, never across an `.await`. Timers use `tokio::time::Instant`, so
-//! tests can pause time. Not here: the wire formats (the adapters) or prices (`pricing`).
-//! Deliberately absent: background health checks (health is learned from real calls, as in the
-//! reference; `probe` answers the doctor on demand).
+//! (no thread per call); a panicking adapter fails its candidate only. A candidate that fails
+//! `failure_threshold` times in a row is skipped for `recovery_timeout`; after that exactly one
+//! call is let through (half-open): success closes the circuit, failure opens it again. Health
+//! lives in a `std::sync::Mutex` that is only held for a few field updates, never across an
+//! `.await`. Timers use `tokio::time::Instant`, so tests can pause time. Not here: the wire
+//! formats (the adapters) or prices (`pricing`). Deliberately absent: background health checks
+//! (health is learned from real calls, as in the reference; `probe` answers the doctor on
+//! demand).
 
 use std::cmp::Ordering;
 use std::panic::AssertUnwindSafe;

@@ -282,11 +282,11 @@ impl Store {
         self.submit(ops, true).await
     }
 
-    /// Queues a lazy write (ops applied atomically together) and returns once it is in the writer's queue, with its pending
-    /// acknowledgement. The write is acknowledged as soon as it is committed and visible to
-    /// readers, without waiting for an fsync of its own: it becomes durable with the next durable
-    /// commit, which the writer makes within 50 ms (and at close). For data whose loss
-    /// in a crash in that window is acceptable (traces). Queued writes are applied even if the
+    /// Queues a lazy write (its ops applied atomically together) and returns once it is in the
+    /// writer's queue, with its pending acknowledgement. The write is acknowledged as soon as it
+    /// is committed and visible to readers, without waiting for an fsync of its own: it becomes
+    /// durable with the next durable commit, which the writer makes within 50 ms (and at close).
+    /// For data whose loss in a crash in that window is acceptable (traces). Queued writes are applied even if the
     /// caller goes away, and `close` drains them.
     pub async fn enqueue_lazy(&self, ops: Vec<WriteOp>) -> Result<Acknowledgement, StoreError> {
         let answer = self.enqueue(ops, false).await?;

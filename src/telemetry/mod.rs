@@ -277,7 +277,8 @@ impl Telemetry {
     }
 
     /// Stores a finished trace (queueing an eviction when past the retention limits, see
-    /// `Retention`) and hands it to the OTLP exporter, if any. Never fails the run: errors are logged.
+    /// `Retention`) and hands it to the OTLP exporter, if any. Never fails the run: errors are
+    /// logged.
     pub async fn finish(&self, trace: &TraceRecorder) {
         let record = trace.into_record();
         if let Some(exporter) = &self.exporter {
