@@ -8,6 +8,7 @@ use futures_util::{SinkExt, StreamExt};
 use serde_json::{json, Value};
 use tempfile::TempDir;
 use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
 use crate::support::{tiny_gguf, TestApp};
 
@@ -150,30 +151,40 @@ async fn tokens_stream_over_the_websocket_and_add_up_to_the_answer() {
     assert_eq!(tokens.concat().trim(), expected.trim());
 }
 
-#[tokio::test]
-async fn a_full_queue_answers_503_with_a_clear_detail() {
-    let tiny = model(false, None);
-    // A long generation keeps the worker busy while the others arrive; its run's deadline
-    // then cancels it, so the queued one gets its turn.
+/// Starts `long` (3500 tokens, `timeout_seconds`) beside `tiny` (4 tokens) on one model file,
+/// both with `queue_size`, and starts a long generation over the WebSocket; returns once its
+/// first token proves the worker is generating.
+async fn busy_with_a_long_generation(
+    tiny: &Model,
+    queue_size: usize,
+    timeout_seconds: u64,
+) -> (TestApp, WebSocketStream<MaybeTlsStream<tokio::net::TcpStream>>) {
     let long = agent_with(
         "long",
         &tiny.path,
-        "temperature: 0, max_tokens: 3500, queue_size: 1",
-        "  orchestration: {timeout_seconds: 3}\n",
+        &format!("temperature: 0, max_tokens: 3500, queue_size: {queue_size}"),
+        &format!("  orchestration: {{timeout_seconds: {timeout_seconds}}}\n"),
     );
-    let app =
-        start(&[("long", long), ("tiny", agent("tiny", &tiny.path, "temperature: 0, max_tokens: 4, queue_size: 1"))])
-            .await;
+    let tiny_agent = agent("tiny", &tiny.path, &format!("temperature: 0, max_tokens: 4, queue_size: {queue_size}"));
+    let app = start(&[("long", long), ("tiny", tiny_agent)]).await;
     let ws_url = format!("{}/v1/ws/agent/long", app.url.replacen("http://", "ws://", 1));
     let (mut socket, _) = tokio_tungstenite::connect_async(ws_url).await.unwrap();
     socket.send(Message::Text(r#"{"query": "Go on"}"#.into())).await.unwrap();
-    // The first token proves the worker is generating.
     loop {
         let Message::Text(text) = socket.next().await.unwrap().unwrap() else { continue };
         let frame: Value = serde_json::from_str(&text).unwrap();
         assert_eq!(frame["type"], "token", "{frame}");
         break;
     }
+    (app, socket)
+}
+
+#[tokio::test]
+async fn a_full_queue_answers_503_with_a_clear_detail() {
+    let tiny = model(false, None);
+    // A long generation keeps the worker busy while the others arrive; its run's deadline
+    // then cancels it, so the queued one gets its turn.
+    let (app, _socket) = busy_with_a_long_generation(&tiny, 1, 3).await;
     let body = json!({"query": "And again"});
     let (second, third) = tokio::join!(app.post("/v1/agents/tiny/run", &body), app.post("/v1/agents/tiny/run", &body));
     let mut statuses = [second.status, third.status];
@@ -221,24 +232,7 @@ async fn a_client_that_disconnects_frees_the_local_model() {
     let tiny = model(false, None);
     // One generation at a time and no queue: while the long one runs, others are refused. It
     // would take ~12 s (debug build) if nobody stopped it.
-    let long = agent_with(
-        "long",
-        &tiny.path,
-        "temperature: 0, max_tokens: 3500, queue_size: 0",
-        "  orchestration: {timeout_seconds: 120}\n",
-    );
-    let app =
-        start(&[("long", long), ("tiny", agent("tiny", &tiny.path, "temperature: 0, max_tokens: 4, queue_size: 0"))])
-            .await;
-    let ws_url = format!("{}/v1/ws/agent/long", app.url.replacen("http://", "ws://", 1));
-    let (mut socket, _) = tokio_tungstenite::connect_async(ws_url).await.unwrap();
-    socket.send(Message::Text(r#"{"query": "Go on"}"#.into())).await.unwrap();
-    loop {
-        let Message::Text(text) = socket.next().await.unwrap().unwrap() else { continue };
-        let frame: Value = serde_json::from_str(&text).unwrap();
-        assert_eq!(frame["type"], "token", "{frame}");
-        break;
-    }
+    let (app, socket) = busy_with_a_long_generation(&tiny, 0, 120).await;
     let busy = app.post("/v1/agents/tiny/run", &json!({"query": "Hi"})).await;
     assert_eq!(busy.status, 503, "the long generation holds the model: {}", busy.text);
     drop(socket);
