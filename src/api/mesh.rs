@@ -42,9 +42,14 @@ impl From<MeshError> for ApiError {
     }
 }
 
+/// The mesh, if on.
+fn enabled(app: &AppState) -> Result<Arc<Mesh>, ApiError> {
+    app.mesh.clone().ok_or_else(|| ApiError::Unavailable("Mesh not enabled on this node".to_string()))
+}
+
 /// The mesh, if on and if the caller knows the secret.
 fn authorised(app: &AppState, headers: &HeaderMap) -> Result<Arc<Mesh>, ApiError> {
-    let mesh = app.mesh.clone().ok_or_else(|| ApiError::Unavailable("Mesh not enabled on this node".to_string()))?;
+    let mesh = enabled(app)?;
     if let Some(secret) = mesh.secret() {
         let given = headers
             .get(axum::http::header::AUTHORIZATION)
@@ -65,9 +70,7 @@ async fn state(
     headers: HeaderMap,
 ) -> Result<Json<MeshState>, ApiError> {
     let mesh = match reader {
-        Some(_) => {
-            app.mesh.clone().ok_or_else(|| ApiError::Unavailable("Mesh not enabled on this node".to_string()))?
-        }
+        Some(_) => enabled(&app)?,
         None => authorised(&app, &headers)?,
     };
     Ok(Json(mesh.state()))
