@@ -1,8 +1,9 @@
 //! Outbound HTTP plumbing. For our blocking ureq agents (OTLP export): `config`, the settings
 //! every agent starts from, and `agent`, which builds an agent on `CachingResolver`. For our
 //! async reqwest clients (model providers, remote embedders, the tools' fetch, the mesh, MCP):
-//! `client_builder`, with rustls on ring and a resolver whose failures callers can recognise
-//! (`UnknownHost`); `same_origin_redirects`; `causes`, an error's text.
+//! `client_builder` (and `client`), with rustls on ring and a resolver whose failures callers
+//! can recognise (`UnknownHost`); `same_origin_redirects`; `read_body`, a whole body under a
+//! size limit; `causes`, an error's text.
 //!
 //! Why `CachingResolver`: ureq's `DefaultResolver` runs on every call, before the agent looks
 //! for a pooled connection, and when a timeout is set it resolves on a freshly spawned thread:
@@ -52,6 +53,37 @@ pub fn client_builder() -> Result<reqwest::ClientBuilder, String> {
         .tls_backend_preconfigured(tls)
         .user_agent(USER_AGENT)
         .dns_resolver(std::sync::Arc::new(AsyncResolver)))
+}
+
+/// A client from `client_builder` with the caller's settings on top.
+pub fn client(
+    configure: impl FnOnce(reqwest::ClientBuilder) -> reqwest::ClientBuilder,
+) -> Result<reqwest::Client, String> {
+    configure(client_builder()?).build().map_err(|error| error.to_string())
+}
+
+/// Why a body was not read whole.
+#[derive(Debug)]
+pub enum BodyError {
+    /// The connection failed (or timed out) after `received` bytes.
+    Transport { error: reqwest::Error, received: u64 },
+    /// The body passed the limit; reading stopped there.
+    TooLarge,
+}
+
+/// Reads a whole body, stopping as soon as it passes `limit` bytes.
+pub async fn read_body(mut response: reqwest::Response, limit: u64) -> Result<Vec<u8>, BodyError> {
+    let mut bytes = Vec::new();
+    loop {
+        match response.chunk().await {
+            Ok(Some(chunk)) => bytes.extend_from_slice(&chunk),
+            Ok(None) => return Ok(bytes),
+            Err(error) => return Err(BodyError::Transport { error, received: bytes.len() as u64 }),
+        }
+        if bytes.len() as u64 > limit {
+            return Err(BodyError::TooLarge);
+        }
+    }
 }
 
 /// Redirects are followed (up to 5) only within the endpoint's own origin: a key sent in a

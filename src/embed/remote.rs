@@ -12,9 +12,10 @@ use serde_json::{json, Value};
 
 use super::EmbedError;
 use crate::config::{RemoteEmbedderConfig, RemoteKind};
+use crate::net::BodyError;
 
 /// Answers are read up to this many bytes (64 texts of 4,096 floats as JSON fit easily).
-const BODY_LIMIT: usize = 256 * 1024 * 1024;
+const BODY_LIMIT: u64 = 256 * 1024 * 1024;
 
 /// A configured remote embedder. Cheap to share (`Arc`).
 pub struct RemoteEmbedder {
@@ -25,13 +26,8 @@ pub struct RemoteEmbedder {
 
 impl RemoteEmbedder {
     pub fn new(config: RemoteEmbedderConfig) -> RemoteEmbedder {
-        let client = crate::net::client_builder().and_then(|builder| {
-            builder
-                .timeout(config.timeout)
-                .redirect(crate::net::same_origin_redirects())
-                .build()
-                .map_err(|error| error.to_string())
-        });
+        let client =
+            crate::net::client(|builder| builder.timeout(config.timeout).redirect(crate::net::same_origin_redirects()));
         RemoteEmbedder { config, client }
     }
 
@@ -73,20 +69,17 @@ impl RemoteEmbedder {
         if let Some(key) = self.key() {
             request = request.header("Authorization", format!("Bearer {key}"));
         }
-        let mut response = request
+        let response = request
             .send()
             .await
             .map_err(|error| self.fault(format!("{url}: {}", describe(&error, self.config.timeout))))?;
         let status = response.status().as_u16();
-        let mut bytes = Vec::new();
-        while let Some(chunk) = response.chunk().await.map_err(|error| {
-            self.fault(format!("{url}: reading the answer: {}", describe(&error, self.config.timeout)))
-        })? {
-            bytes.extend_from_slice(&chunk);
-            if bytes.len() > BODY_LIMIT {
-                return Err(self.fault(format!("{url}: the answer is larger than {} MiB", BODY_LIMIT >> 20)));
+        let bytes = crate::net::read_body(response, BODY_LIMIT).await.map_err(|error| match error {
+            BodyError::Transport { error, .. } => {
+                self.fault(format!("{url}: reading the answer: {}", describe(&error, self.config.timeout)))
             }
-        }
+            BodyError::TooLarge => self.fault(format!("{url}: the answer is larger than {} MiB", BODY_LIMIT >> 20)),
+        })?;
         let text = String::from_utf8_lossy(&bytes);
         if !(200..300).contains(&status) {
             let mut quoted = crate::providers::http::excerpt(&text);

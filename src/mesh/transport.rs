@@ -57,12 +57,9 @@ pub struct Transport {
 impl Transport {
     pub fn new(secret: Option<Secret>, timeout: Duration) -> Result<Transport, TransportError> {
         // Plain HTTP between nodes; TLS would go through rustls on ring like the MCP client.
-        let client = crate::net::client_builder()
-            .map_err(TransportError::Client)?
-            .connect_timeout(timeout)
-            .pool_idle_timeout(Duration::from_secs(30))
-            .build()
-            .map_err(|error| TransportError::Client(error.to_string()))?;
+        let client =
+            crate::net::client(|builder| builder.connect_timeout(timeout).pool_idle_timeout(Duration::from_secs(30)))
+                .map_err(TransportError::Client)?;
         Ok(Transport { client, secret, blocked: Arc::new(Mutex::new(HashSet::new())), timeout })
     }
 

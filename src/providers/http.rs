@@ -18,6 +18,7 @@ use super::stream::{StreamAssembler, StreamFault};
 use super::{ProviderError, TokenSink};
 use crate::config::model::ModelCandidate;
 use crate::config::Secret;
+use crate::net::BodyError;
 
 /// Error bodies are quoted up to this many characters.
 const EXCERPT_CHARS: usize = 300;
@@ -52,16 +53,13 @@ impl HttpEndpoint {
                 .map_err(|_| ProviderError::Unsupported(format!("invalid value for header \"{name}\"")))?;
             headers.append(header_name, header_value);
         }
-        let client = crate::net::client_builder()
-            .and_then(|builder| {
-                builder
-                    .redirect(crate::net::same_origin_redirects())
-                    .connect_timeout(candidate.connect_timeout)
-                    .default_headers(headers)
-                    .build()
-                    .map_err(|error| error.to_string())
-            })
-            .map_err(|error| ProviderError::Unsupported(format!("cannot build the HTTP client: {error}")))?;
+        let client = crate::net::client(|builder| {
+            builder
+                .redirect(crate::net::same_origin_redirects())
+                .connect_timeout(candidate.connect_timeout)
+                .default_headers(headers)
+        })
+        .map_err(|error| ProviderError::Unsupported(format!("cannot build the HTTP client: {error}")))?;
         Ok(HttpEndpoint {
             client,
             base: candidate.endpoint.trim_end_matches('/').to_string(),
@@ -133,17 +131,14 @@ async fn check_status(mut response: Response, url: &str, secret: Option<&Secret>
 
 /// Reads a whole JSON body into `T`.
 pub(crate) async fn read_json<T: DeserializeOwned>(
-    mut response: Response,
+    response: Response,
     url: &str,
     total: Duration,
 ) -> Result<T, ProviderError> {
-    let mut bytes = Vec::new();
-    while let Some(chunk) =
-        response.chunk().await.map_err(|error| body_error(&error, url, total, bytes.len() as u64))?
-    {
-        bytes.extend_from_slice(&chunk);
-        check_size(bytes.len() as u64, url)?;
-    }
+    let bytes = crate::net::read_body(response, BODY_LIMIT).await.map_err(|error| match error {
+        BodyError::Transport { error, received } => body_error(&error, url, total, received),
+        BodyError::TooLarge => too_large(url),
+    })?;
     serde_json::from_slice(&bytes).map_err(|error| ProviderError::Malformed {
         url: url.to_string(),
         detail: format!("{error} (body: {})", excerpt(&String::from_utf8_lossy(&bytes))),
@@ -169,7 +164,9 @@ pub(crate) async fn read_stream<A: StreamAssembler>(
     };
     while let Some(chunk) = response.chunk().await.map_err(|error| body_error(&error, url, total, received_bytes))? {
         received_bytes += chunk.len() as u64;
-        check_size(received_bytes, url)?;
+        if received_bytes > BODY_LIMIT {
+            return Err(too_large(url));
+        }
         assembler.push(&chunk, &mut decoded).map_err(|error| fault(error, received_bytes))?;
         for token in decoded.drain(..) {
             tokens.send(&token).await;
@@ -192,14 +189,11 @@ pub(crate) async fn read_stream<A: StreamAssembler>(
     Ok(())
 }
 
-fn check_size(received_bytes: u64, url: &str) -> Result<(), ProviderError> {
-    if received_bytes > BODY_LIMIT {
-        return Err(ProviderError::Malformed {
-            url: url.to_string(),
-            detail: format!("the response is larger than {} MiB", BODY_LIMIT / (1024 * 1024)),
-        });
+fn too_large(url: &str) -> ProviderError {
+    ProviderError::Malformed {
+        url: url.to_string(),
+        detail: format!("the response is larger than {} MiB", BODY_LIMIT / (1024 * 1024)),
     }
-    Ok(())
 }
 
 /// A failure while reading a body: the total timeout, or the connection breaking.

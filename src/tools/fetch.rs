@@ -17,7 +17,7 @@ use std::time::Instant;
 use reqwest::header::{HeaderName, HeaderValue};
 use url::Url;
 
-use crate::net::UnknownHost;
+use crate::net::{BodyError, UnknownHost};
 
 use super::policy::{NetPolicy, PolicyError};
 
@@ -105,16 +105,13 @@ pub enum FetchError {
 /// Sends `call` under `policy`, following redirects.
 pub(crate) async fn fetch(policy: &NetPolicy, call: HttpCall) -> Result<HttpReply, FetchError> {
     let started = Instant::now();
-    let client = crate::net::client_builder()
-        .and_then(|builder| {
-            builder
-                .redirect(reqwest::redirect::Policy::none())
-                .no_proxy()
-                .dns_resolver(Arc::new(PolicyResolver { policy: policy.clone() }))
-                .build()
-                .map_err(|error| error.to_string())
-        })
-        .map_err(|reason| FetchError::Connection { url: call.url.clone(), reason })?;
+    let client = crate::net::client(|builder| {
+        builder
+            .redirect(reqwest::redirect::Policy::none())
+            .no_proxy()
+            .dns_resolver(Arc::new(PolicyResolver { policy: policy.clone() }))
+    })
+    .map_err(|reason| FetchError::Connection { url: call.url.clone(), reason })?;
     let mut url = Url::parse(&call.url)
         .map_err(|error| FetchError::BadUrl { url: call.url.clone(), reason: error.to_string() })?;
     let mut method = call.method.to_ascii_uppercase();
@@ -140,7 +137,7 @@ pub(crate) async fn fetch(policy: &NetPolicy, call: HttpCall) -> Result<HttpRepl
         if let Some(bytes) = &body {
             request = request.body(bytes.clone());
         }
-        let mut response = request.send().await.map_err(|error| map_error(&error, &url, policy))?;
+        let response = request.send().await.map_err(|error| map_error(&error, &url, policy))?;
         let status = response.status().as_u16();
         let location = response.headers().get("location").and_then(|value| value.to_str().ok()).map(str::to_string);
         if let (300..=399, Some(location)) = (status, location) {
@@ -167,13 +164,10 @@ pub(crate) async fn fetch(policy: &NetPolicy, call: HttpCall) -> Result<HttpRepl
             .iter()
             .map(|(name, value)| (name.to_string(), String::from_utf8_lossy(value.as_bytes()).into_owned()))
             .collect();
-        let mut bytes = Vec::new();
-        while let Some(chunk) = response.chunk().await.map_err(|error| map_error(&error, &url, policy))? {
-            bytes.extend_from_slice(&chunk);
-            if bytes.len() as u64 > policy.max_response_bytes {
-                return Err(FetchError::TooLarge { url: url.to_string(), limit: policy.max_response_bytes });
-            }
-        }
+        let bytes = crate::net::read_body(response, policy.max_response_bytes).await.map_err(|error| match error {
+            BodyError::Transport { error, .. } => map_error(&error, &url, policy),
+            BodyError::TooLarge => FetchError::TooLarge { url: url.to_string(), limit: policy.max_response_bytes },
+        })?;
         return Ok(HttpReply { status, headers: reply_headers, body: bytes, url: url.to_string() });
     }
     Err(FetchError::TooManyRedirects { url: call.url })

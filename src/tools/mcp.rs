@@ -371,7 +371,7 @@ pub(crate) fn exposed_name(prefix: &str, remote: &str) -> String {
 
 /// A reqwest client whose TLS is rustls with the ring provider and the webpki roots.
 fn http_client() -> Result<reqwest::Client, String> {
-    crate::net::client_builder()?.build().map_err(|error| error.to_string())
+    crate::net::client(|builder| builder)
 }
 
 #[cfg(test)]
