@@ -14,7 +14,7 @@ mod worker;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -253,8 +253,7 @@ impl LocalModel {
         };
         // Tokens flow back through a small bounded channel: a slow reader slows the worker.
         let (events, mut received) = tokio::sync::mpsc::channel(64);
-        let cancelled = Arc::new(AtomicBool::new(false));
-        let job = Job { prompt, settings, hold_from, events, cancelled: Arc::clone(&cancelled) };
+        let job = Job { prompt, settings, hold_from, events };
         self.entry.worker.submit(job).map_err(|error| self.describe_error(error))?;
         let limit = timeout.min(self.timeout);
         let deadline = tokio::time::Instant::from_std(started + limit);
@@ -266,9 +265,9 @@ impl LocalModel {
                     }
                 }
                 Ok(Some(GenerationEvent::Done(result))) => break result.map_err(|error| self.describe_error(error))?,
+                // Returning drops `received`: the worker sees the channel closed and stops.
                 Err(_) => {
-                    cancelled.store(true, Ordering::Relaxed);
-                    return Err(ProviderError::Timeout { url: self.entry.path.display().to_string(), timeout: limit });
+                    return Err(ProviderError::Timeout { url: self.entry.path.display().to_string(), timeout: limit })
                 }
                 Ok(None) => return Err(self.describe_error(LocalError::WorkerGone)),
             }
@@ -354,7 +353,7 @@ pub fn bench_generate(path: &Path, user_message: &str, max_tokens: usize) -> Res
     let settings =
         SamplingSettings { temperature: 0.0, top_p: None, top_k: None, seed: 0, max_tokens, stop: Vec::new() };
     let (events, mut received) = tokio::sync::mpsc::channel(1024);
-    let job = Job { prompt, settings, hold_from: None, events, cancelled: Arc::new(AtomicBool::new(false)) };
+    let job = Job { prompt, settings, hold_from: None, events };
     worker.submit(job)?;
     loop {
         match received.blocking_recv() {

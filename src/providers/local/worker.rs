@@ -8,14 +8,13 @@
 //! the `ChatModel` adapter (`mod.rs`).
 
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc::{Receiver, SyncSender};
-
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
-use tokio::sync::mpsc::Sender;
 
 use candle_transformers::generation::{LogitsProcessor, Sampling};
+use tokio::sync::mpsc::Sender;
 
 use super::gguf::{self, GgufSummary, Weights};
 use super::tokenizer::{self, ModelTokenizer};
@@ -55,10 +54,9 @@ pub(crate) struct Job {
     /// Text that, once generated, stops further streaming (held back, then parsed by the caller).
     pub hold_from: Option<&'static str>,
     /// Awaited by the adapter; this thread sends with `blocking_send` (it is no runtime thread).
+    /// A caller that gives up (deadline, dropped call) drops the receiver: once the channel is
+    /// closed the worker stops at the next token, or skips the job if it has not started.
     pub events: Sender<GenerationEvent>,
-    /// Set by the caller when it gives up (deadline): the worker stops at the next token, as it
-    /// does when the caller drops its receiver.
-    pub cancelled: Arc<AtomicBool>,
 }
 
 pub(crate) enum GenerationEvent {
@@ -165,7 +163,7 @@ fn serve(
             }
         }
         let Some(model) = loaded.as_mut() else { continue };
-        if job.events.is_closed() || job.cancelled.load(Ordering::Relaxed) {
+        if job.events.is_closed() {
             // Its caller gave up while it waited in the queue.
             in_flight.fetch_sub(1, Ordering::SeqCst);
             continue;
@@ -216,7 +214,7 @@ fn generate(model: &mut Loaded, job: &Job, context_length: usize) -> Result<Gene
     let mut streaming = true;
     while generated.len() < budget {
         // The caller gave up: its deadline passed, or it dropped the call (the channel closed).
-        if job.cancelled.load(Ordering::Relaxed) || job.events.is_closed() {
+        if job.events.is_closed() {
             break;
         }
         let next = sampler.sample(&logits).map_err(|error| LocalError::Inference(error.to_string()))?;
