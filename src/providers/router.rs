@@ -470,14 +470,10 @@ async fn attempt(
     let outcome = tokio::time::timeout_at(deadline + DEADLINE_GRACE, AssertUnwindSafe(call).catch_unwind()).await;
     match outcome {
         Err(_) => Attempt::DeadlinePassed,
-        Ok(Err(panic)) => Attempt::Panicked(format!("the adapter panicked: {}", panic_message(&*panic))),
+        Ok(Err(panic)) => Attempt::Panicked(format!("the adapter panicked: {}", crate::panic_message(&*panic))),
         Ok(Ok(Ok(response))) => Attempt::Answered(response),
         Ok(Ok(Err(error))) => Attempt::Failed { error, emitted: sink.emitted() },
     }
-}
-
-fn panic_message(panic: &(dyn std::any::Any + Send)) -> &str {
-    panic.downcast_ref::<&str>().copied().or_else(|| panic.downcast_ref::<String>().map(String::as_str)).unwrap_or("?")
 }
 
 /// The outcome of probing one distinct provider endpoint (for the doctor).

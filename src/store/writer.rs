@@ -303,14 +303,8 @@ fn apply_ops(txn: &WriteTransaction, ops: Vec<WriteOp>) -> Result<(), StoreError
     for op in ops {
         match op {
             WriteOp::Custom(custom) => {
-                catch_unwind(AssertUnwindSafe(|| custom(txn))).map_err(|panic| {
-                    let message = panic
-                        .downcast_ref::<&str>()
-                        .map(|text| (*text).to_owned())
-                        .or_else(|| panic.downcast_ref::<String>().cloned())
-                        .unwrap_or_else(|| "non-string panic payload".to_owned());
-                    StoreError::OpPanicked(message)
-                })??;
+                catch_unwind(AssertUnwindSafe(|| custom(txn)))
+                    .map_err(|panic| StoreError::OpPanicked(crate::panic_message(&*panic).to_owned()))??;
             }
             data => apply_data_ops(txn, std::slice::from_ref(&data))?,
         }
