@@ -15,6 +15,7 @@ use astromesh::providers::{
 use serde_json::{json, Value};
 
 use crate::support::llm::{Reply, ScriptedLlm};
+use crate::support::web::WebServer;
 
 mod router;
 
@@ -343,39 +344,14 @@ async fn an_endless_response_is_cut_off_with_a_clear_error() {
     }
 }
 
-/// A server that answers every request with `307` to `location`.
-async fn redirecting_server(location: String) -> String {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let address = listener.local_addr().unwrap();
-    tokio::spawn(async move {
-        while let Ok((mut socket, _)) = listener.accept().await {
-            let location = location.clone();
-            tokio::spawn(async move {
-                let mut head = Vec::new();
-                let mut buffer = [0u8; 4096];
-                while !head.windows(4).any(|window| window == b"\r\n\r\n") {
-                    match socket.read(&mut buffer).await {
-                        Ok(0) | Err(_) => return,
-                        Ok(n_read) => head.extend_from_slice(&buffer[..n_read]),
-                    }
-                }
-                let reply = format!(
-                    "HTTP/1.1 307 Temporary Redirect\r\nlocation: {location}\r\ncontent-length: 5\r\nconnection: close\r\n\r\nmoved"
-                );
-                let _ = socket.write_all(reply.as_bytes()).await;
-            });
-        }
-    });
-    format!("http://{address}")
-}
-
 #[tokio::test]
 async fn a_key_never_follows_a_redirect_to_another_host() {
     let llm = ScriptedLlm::start().await;
-    let elsewhere = redirecting_server(format!("{}/v1/messages", llm.url())).await;
+    let target = format!("{}/v1/messages", llm.url());
+    let moved = axum::Router::new().fallback(move || async move { axum::response::Redirect::temporary(&target) });
+    let elsewhere = WebServer::start(moved).await;
     let model = adapter(
-        json!({"provider": "anthropic", "model": "claude-3-haiku", "endpoint": elsewhere, "api_key": "sk-ant-secret"}),
+        json!({"provider": "anthropic", "model": "claude-3-haiku", "endpoint": elsewhere.url, "api_key": "sk-ant-secret"}),
     );
     let error = complete(&model, hello()).await.unwrap_err();
     assert!(matches!(error, ProviderError::Status { status: 307, .. }), "{error:?}");
