@@ -149,10 +149,7 @@ async fn a_collection_refuses_vectors_of_another_embedder_and_failures_are_502()
     assert_eq!(query.status, 404, "nothing was stored: {}", query.text);
 
     // An embedding service that is not there: a 502 that says so.
-    let dead = {
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        format!("http://{}", listener.local_addr().unwrap())
-    };
+    let dead = crate::providers::dead_url();
     std::fs::write(app.config_dir.path().join("runtime.yaml"), runtime_yaml(&dead, "toy")).unwrap();
     let app = app.restart().await;
     let failed = app.post("/v1/rag/ingest", &ingest_body("fresh")).await;
